@@ -1,0 +1,200 @@
+//! `wasmpy serve`: a small threaded HTTP/1.1 server in front of the sandbox,
+//! with the same sandbox, policies and limits as the Apache module.
+
+use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+use tiny_http::{Header, Server};
+use wasmpy_sandbox::{Outcome, Request, Response, Sandbox, SandboxConfig};
+
+/// Which tenant a request is for, and its SCRIPT_NAME / PATH_INFO split.
+#[derive(Debug, PartialEq, Eq)]
+struct Route {
+    tenant: String,
+    script_name: String,
+    path_info: Vec<u8>,
+}
+
+/// Decode %XX escapes; malformed escapes are kept as they are.
+fn percent_decode(text: &str) -> Vec<u8> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        if bytes[i] == b'%' && i + 2 < bytes.len() {
+            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
+
+/// Route by `Host: <tenant>.localhost`, else by the first path segment.
+fn route(host: Option<&str>, path: &str, is_tenant: impl Fn(&str) -> bool) -> Option<Route> {
+    if let Some(host) = host {
+        let name = host.rsplit_once(':').map_or(host, |(name, _)| name);
+        if let Some(tenant) = name.strip_suffix(".localhost") {
+            if is_tenant(tenant) {
+                return Some(Route {
+                    tenant: tenant.to_string(),
+                    script_name: String::new(),
+                    path_info: percent_decode(path),
+                });
+            }
+        }
+    }
+    let rest = path.strip_prefix('/')?;
+    let (first, tail) = rest.split_once('/').map_or((rest, None), |(a, b)| (a, Some(b)));
+    if !is_tenant(first) {
+        return None;
+    }
+    Some(Route {
+        tenant: first.to_string(),
+        script_name: format!("/{first}"),
+        path_info: tail.map_or_else(Vec::new, |t| percent_decode(&format!("/{t}"))),
+    })
+}
+
+fn header<'a>(request: &'a tiny_http::Request, name: &'static str) -> Option<&'a str> {
+    request
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str())
+}
+
+fn plain(status: u16, text: &str) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    tiny_http::Response::from_data(text.as_bytes().to_vec()).with_status_code(status)
+}
+
+/// Serve one connection's request.
+fn handle(sandbox: &Sandbox, server_port: u16, mut request: tiny_http::Request) {
+    let url = request.url().to_string();
+    let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+    let host = header(&request, "Host").map(str::to_string);
+    let Some(route) = route(host.as_deref(), path, |t| sandbox.tenant(t).is_some()) else {
+        let _ = request.respond(plain(404, "404 Not Found\n"));
+        return;
+    };
+    let Some(tenant) = sandbox.tenant(&route.tenant) else {
+        let _ = request.respond(plain(404, "404 Not Found\n"));
+        return;
+    };
+    let max_body = tenant.policy.limits.max_body_bytes;
+    let mut body = Vec::new();
+    let read = request
+        .as_reader()
+        .take(max_body + 1)
+        .read_to_end(&mut body);
+    if read.is_err() {
+        let _ = request.respond(plain(400, "400 Bad Request\n"));
+        return;
+    }
+    let remote = request.remote_addr().copied();
+    let wsgi_request = Request {
+        method: request.method().as_str().to_string(),
+        script_name: route.script_name,
+        path_info: route.path_info,
+        query_string: query.to_string(),
+        headers: request
+            .headers()
+            .iter()
+            .map(|h| (h.field.as_str().as_str().to_string(), h.value.as_str().as_bytes().to_vec()))
+            .collect(),
+        body,
+        remote_addr: remote.map_or_else(String::new, |a| a.ip().to_string()),
+        remote_port: remote.map_or(0, |a| a.port()),
+        server_name: host
+            .as_deref()
+            .map_or("localhost", |h| h.rsplit_once(':').map_or(h, |(n, _)| n))
+            .to_string(),
+        server_port,
+        server_protocol: format!("HTTP/{}", request.http_version()),
+        url_scheme: "http".to_string(),
+    };
+    let response = sandbox.dispatch(&route.tenant, wsgi_request);
+    let _ = request.respond(to_tiny(response));
+}
+
+fn to_tiny(response: Response) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {
+    let mut out = tiny_http::Response::from_data(response.body).with_status_code(response.status);
+    for (name, value) in response.headers {
+        // The body is complete: its length is known, whatever the app said.
+        if name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        if let Ok(header) = Header::from_bytes(name.as_bytes(), value) {
+            out.add_header(header);
+        }
+    }
+    if response.outcome != Outcome::Ok {
+        tracing::warn!(status = response.status, outcome = ?response.outcome, "request failed");
+    }
+    out
+}
+
+/// Load every valid tenant under `tenants_dir` and serve them on `listen`.
+pub fn run(tenants_dir: &Path, listen: &str, threads: usize, config: SandboxConfig) -> anyhow::Result<()> {
+    let sandbox = Arc::new(Sandbox::new(config)?);
+    let tenants = wasmpy_policies::discover_tenants(tenants_dir)
+        .with_context(|| format!("cannot read {}", tenants_dir.display()))?;
+    for (dir, tenant) in tenants {
+        match tenant {
+            Ok(tenant) => {
+                sandbox.add_tenant(tenant)?;
+            }
+            Err(errors) => tracing::error!("tenant {} not loaded:\n{errors}", dir.display()),
+        }
+    }
+    let server = Arc::new(Server::http(listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?);
+    let port = server.server_addr().to_ip().map_or(0, |a| a.port());
+    tracing::info!("wasmpy serving {} tenants on http://{listen}/", sandbox.tenant_names().len());
+    let workers: Vec<_> = (0..threads.max(1))
+        .map(|_| {
+            let server = Arc::clone(&server);
+            let sandbox = Arc::clone(&sandbox);
+            std::thread::spawn(move || {
+                while let Ok(request) = server.recv() {
+                    handle(&sandbox, port, request);
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        let _ = worker.join();
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_percent_escapes_and_keeps_bad_ones() {
+        assert_eq!(percent_decode("/a%20b/%C3%A9"), b"/a b/\xc3\xa9");
+        assert_eq!(percent_decode("/100%"), b"/100%");
+        assert_eq!(percent_decode("/%zz"), b"/%zz");
+    }
+
+    #[test]
+    fn routes_by_host_then_by_prefix() {
+        let known = |t: &str| t == "alice";
+        let by_host = route(Some("alice.localhost:8000"), "/x", known).unwrap();
+        assert_eq!((by_host.script_name.as_str(), by_host.path_info.as_slice()), ("", &b"/x"[..]));
+        let by_path = route(Some("127.0.0.1"), "/alice/x/y", known).unwrap();
+        assert_eq!(by_path.script_name, "/alice");
+        assert_eq!(by_path.path_info, b"/x/y");
+        assert_eq!(route(None, "/alice", known).unwrap().path_info, b"");
+        assert!(route(None, "/bob/x", known).is_none());
+        assert!(route(Some("bob.localhost"), "/", known).is_none());
+    }
+}

@@ -1,0 +1,212 @@
+//! One persistent sandboxed interpreter: a wasmtime `Store` holding exactly
+//! the capabilities a tenant's policy grants.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use wasmtime::component::ResourceTable;
+use wasmtime::{ResourceLimiter, Store};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmpy_policies::Tenant;
+
+use crate::bindings::{self, Gateway};
+use crate::logpipe::LogPipe;
+use crate::runtime::Runtime;
+use crate::LogSink;
+
+/// Guest path of the tenant's code (read-only).
+pub const GUEST_APP: &str = "/app";
+/// Guest path of the shared standard library (read-only).
+pub const GUEST_STDLIB: &str = "/python";
+/// Guest path of the tenant's writable bytecode cache.
+pub const GUEST_PYCACHE: &str = "/.wasmpy/pycache";
+
+/// Memory accounting and the per-instance memory cap.
+pub(crate) struct MemoryLimiter {
+    cap: usize,
+    /// Bytes of linear memory currently allocated by the instance.
+    pub in_use: usize,
+    /// Set when a growth was refused because of the cap.
+    pub refused: bool,
+}
+
+impl ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let grown = self.in_use - current.min(self.in_use) + desired;
+        if grown > self.cap {
+            self.refused = true;
+            return Ok(false);
+        }
+        self.in_use = grown;
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(desired <= 1_000_000)
+    }
+}
+
+/// Per-store host state: the WASI context and the limiter.
+pub struct HostState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+/// A live instance of the runtime bound to one tenant generation.
+pub(crate) struct Instance {
+    pub store: Store<HostState>,
+    pub gateway: Gateway,
+    pub log: LogPipe,
+    /// Requests served so far.
+    pub requests: u64,
+    pub last_used: Instant,
+}
+
+/// Why an instance could not be created.
+#[derive(Debug)]
+pub(crate) enum CreateError {
+    /// The host side failed (a mount missing, the pool exhausted...).
+    Host(String),
+    /// The tenant's application failed to import; the text is its traceback.
+    Import(String),
+}
+
+fn preopen(
+    builder: &mut WasiCtxBuilder,
+    host: &Path,
+    guest: &str,
+    writable: bool,
+) -> Result<(), CreateError> {
+    let perms = if writable {
+        FsPerms::ReadWrite
+    } else {
+        FsPerms::ReadOnly
+    };
+    builder
+        .preopened_dir(host, guest, perms)
+        .map(|_| ())
+        .map_err(|e| CreateError::Host(format!("cannot mount {} at {guest}: {e:#}", host.display())))
+}
+
+/// Build the WASI context for one instance of `tenant`: only `/app`
+/// read-only, the stdlib read-only, the bytecode cache, the policy's mounts
+/// and env; no host environment, no network, no inherited stdio.
+fn wasi_context(
+    runtime: &Runtime,
+    tenant: &Tenant,
+    pycache: Option<&PathBuf>,
+    log: &LogPipe,
+) -> Result<WasiCtx, CreateError> {
+    let mut builder = WasiCtxBuilder::new();
+    builder
+        .stdout(log.clone())
+        .stderr(log.clone())
+        .arg("wasmpy")
+        .allow_blocking_current_thread(true)
+        .allow_tcp(false)
+        .allow_udp(false)
+        .allow_ip_name_lookup(false);
+    preopen(&mut builder, &tenant.app_dir, GUEST_APP, false)?;
+    preopen(&mut builder, &runtime.stdlib, GUEST_STDLIB, false)?;
+    if let Some(dir) = pycache {
+        preopen(&mut builder, dir, GUEST_PYCACHE, true)?;
+    }
+    for mount in &tenant.policy.mounts {
+        preopen(&mut builder, &mount.host, &mount.guest, mount.writable)?;
+    }
+    for (key, value) in &tenant.policy.env {
+        builder.env(key, value);
+    }
+    Ok(builder.build())
+}
+
+impl Instance {
+    /// Instantiate the runtime for `tenant` and import its application.
+    pub async fn create(
+        runtime: &Runtime,
+        tenant: &Tenant,
+        pycache: Option<&PathBuf>,
+        log_sink: &LogSink,
+    ) -> Result<Instance, CreateError> {
+        let policy = &tenant.policy;
+        let log = LogPipe::new(policy.limits.log_limit_bytes as usize);
+        let state = HostState {
+            wasi: wasi_context(runtime, tenant, pycache, &log)?,
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                cap: policy.limits.memory_bytes as usize,
+                in_use: 0,
+                refused: false,
+            },
+        };
+        let mut store = Store::new(&runtime.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.epoch_deadline_trap();
+        // Importing the application is bounded by the request deadline too.
+        store.set_epoch_deadline(crate::deadline_ticks(policy.limits.request_timeout));
+        let gateway = runtime
+            .pre
+            .instantiate_async(&mut store)
+            .await
+            .map_err(|e| CreateError::Host(format!("cannot instantiate the runtime: {e:#}")))?;
+        let env: Vec<(String, String)> = policy.env.clone();
+        let loaded = gateway
+            .call_load(&mut store, &policy.entry.to_string(), &env)
+            .await
+            .map_err(|e| CreateError::Import(format!("the runtime trapped while importing: {e:#}")))?;
+        let instance = Instance {
+            store,
+            gateway,
+            log,
+            requests: 0,
+            last_used: Instant::now(),
+        };
+        instance.flush_log(log_sink, &tenant.name);
+        match loaded {
+            Ok(()) => Ok(instance),
+            Err(traceback) => Err(CreateError::Import(format!(
+                "cannot import {}:\n{traceback}",
+                policy.entry
+            ))),
+        }
+    }
+
+    /// Serve one request (the caller bounds it in time).
+    pub async fn handle(
+        &mut self,
+        request: &bindings::Request,
+    ) -> wasmtime::Result<bindings::Response> {
+        self.gateway.call_handle(&mut self.store, request).await
+    }
+
+    /// Bytes of linear memory the instance holds.
+    pub fn memory_in_use(&self) -> usize {
+        self.store.data().limiter.in_use
+    }
+
+    /// Write what the guest printed to the log, one event per line, prefixed
+    /// with the tenant's name.
+    pub fn flush_log(&self, sink: &LogSink, tenant: &str) {
+        crate::emit_log(sink, tenant, &self.log);
+    }
+}

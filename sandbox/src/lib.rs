@@ -1,0 +1,613 @@
+//! The mod_wasmpy sandbox: persistent per-tenant CPython-on-WASI instances.
+//!
+//! One [`Sandbox`] per process holds the wasmtime engine, the compiled
+//! runtime component and one pool of instances per tenant. Hosts (the Apache
+//! module, the `wasmpy` dev server) call [`Sandbox::dispatch`] from any
+//! number of threads; nothing here knows about Apache.
+//!
+//! Create the sandbox after any `fork()` (in Apache: `child_init`): it starts
+//! threads (the epoch ticker, housekeeping, a small tokio runtime) and the
+//! engine installs signal handlers.
+
+mod instance;
+mod logpipe;
+mod pool;
+mod runtime;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use wasmpy_policies::Tenant;
+
+pub use logpipe::LogPipe;
+pub use runtime::{EngineSettings, RuntimeFiles, MAX_MEMORY_BYTES};
+
+use instance::{CreateError, Instance};
+use pool::{Counters, Pool};
+
+/// Bindings generated from `python-wasm/wit/gateway.wit`.
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../python-wasm/wit",
+        world: "gateway",
+        exports: { default: async },
+    });
+}
+
+pub use bindings::Request;
+
+/// Granularity of request deadlines: the epoch ticker's period.
+pub const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Epoch ticks that cover `timeout` (at least one).
+pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
+    (timeout.as_micros() / EPOCH_TICK.as_micros()) as u64 + 1
+}
+
+/// Errors of the sandbox's set-up (never of a request: those are responses).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The wasmtime engine could not be configured.
+    #[error("cannot create the wasmtime engine: {0}")]
+    Engine(String),
+    /// The runtime component or its standard library is missing or invalid.
+    #[error("runtime {path}: {1}", path = .0.display())]
+    Runtime(PathBuf, String),
+    /// A cache directory could not be prepared.
+    #[error("cache directory {path}: {1}", path = .0.display())]
+    Cache(PathBuf, std::io::Error),
+    /// A helper thread could not be started.
+    #[error("cannot start a sandbox thread: {0}")]
+    Thread(std::io::Error),
+}
+
+impl SandboxError {
+    fn engine(e: impl std::fmt::Display) -> Self {
+        SandboxError::Engine(format!("{e:#}"))
+    }
+}
+
+/// How a request ended; decides the status and which counter moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The application answered (whatever its status).
+    Ok,
+    /// No tenant of that name: 404.
+    UnknownTenant,
+    /// The request body is over the policy's `max_body`: 413.
+    BodyTooLarge,
+    /// No instance became free within the queue timeout: 503.
+    QueueTimeout,
+    /// The application raised: 500.
+    Exception,
+    /// The application ran out of memory: 500, instance recycled.
+    Memory,
+    /// The application could not be imported: 500.
+    ImportFailed,
+    /// The request ran past its deadline: 504, instance replaced.
+    Timeout,
+    /// The instance trapped: 500, instance replaced.
+    Trap,
+    /// The application's response broke HTTP rules (CR/LF in a header...): 500.
+    InvalidResponse,
+    /// The host could not create an instance: 500.
+    HostError,
+}
+
+impl Outcome {
+    /// The HTTP status a host sends for a failed outcome.
+    pub fn status(self) -> u16 {
+        match self {
+            Outcome::Ok => 200,
+            Outcome::UnknownTenant => 404,
+            Outcome::BodyTooLarge => 413,
+            Outcome::QueueTimeout => 503,
+            Outcome::Timeout => 504,
+            _ => 500,
+        }
+    }
+}
+
+/// A response ready to be written by the host.
+#[derive(Debug, Clone)]
+pub struct Response {
+    /// HTTP status code (100..=599).
+    pub status: u16,
+    /// Header names and values, validated: no CR, LF or NUL anywhere.
+    pub headers: Vec<(String, Vec<u8>)>,
+    /// The whole body.
+    pub body: Vec<u8>,
+    /// How the request ended.
+    pub outcome: Outcome,
+}
+
+impl Response {
+    /// A plain-text error response for a failed outcome.
+    pub fn error(outcome: Outcome) -> Self {
+        let status = outcome.status();
+        let body = format!("{status} {}\n", reason_phrase(status)).into_bytes();
+        let mut headers = vec![("Content-Type".to_string(), b"text/plain; charset=utf-8".to_vec())];
+        if outcome == Outcome::QueueTimeout {
+            headers.push(("Retry-After".to_string(), b"1".to_vec()));
+        }
+        Response {
+            status,
+            headers,
+            body,
+            outcome,
+        }
+    }
+}
+
+/// The standard reason phrase of the statuses the sandbox produces itself.
+pub fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        404 => "Not Found",
+        413 => "Content Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        _ => "",
+    }
+}
+
+/// Where tenant output (stdout, stderr, tracebacks) goes: `(tenant, line)`.
+pub type LogSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
+
+/// Everything a [`Sandbox`] needs to start.
+#[derive(Clone)]
+pub struct SandboxConfig {
+    /// The runtime component and its standard library.
+    pub runtime: RuntimeFiles,
+    /// Compiled runtime (`.cwasm`) and per-tenant bytecode caches.
+    pub cache_dir: PathBuf,
+    /// Engine-wide settings.
+    pub engine: EngineSettings,
+    /// Receiver of tenant output; `None` logs through `tracing`.
+    pub log_sink: Option<LogSink>,
+}
+
+/// Numbers of one tenant, for status pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantStats {
+    /// Tenant name.
+    pub name: String,
+    /// Generation: increases each time the tenant is (re)loaded.
+    pub generation: u64,
+    /// Instances serving a request now.
+    pub busy: u32,
+    /// Warm instances waiting for a request.
+    pub idle: u32,
+    /// Requests dispatched to this generation.
+    pub requests: u64,
+    /// Application exceptions (500).
+    pub exceptions: u64,
+    /// Out-of-memory failures (500).
+    pub memory_errors: u64,
+    /// Requests over their deadline (504).
+    pub timeouts: u64,
+    /// Instance traps other than timeouts (500).
+    pub traps: u64,
+    /// Failed imports of the application (500).
+    pub import_errors: u64,
+    /// Requests refused after waiting for a free instance (503).
+    pub queue_timeouts: u64,
+    /// Requests refused for their body size (413).
+    pub too_large: u64,
+    /// Invalid responses from the application (500).
+    pub invalid_responses: u64,
+    /// Instances replaced (limits, errors, traps).
+    pub recycles: u64,
+    /// Instances created.
+    pub instances_created: u64,
+    /// Linear memory held by the tenant's instances, in bytes.
+    pub memory_bytes: u64,
+}
+
+struct Inner {
+    runtime: runtime::Runtime,
+    tokio: tokio::runtime::Runtime,
+    tenants: RwLock<HashMap<String, Arc<Pool>>>,
+    cache_dir: PathBuf,
+    log_sink: LogSink,
+    stop: AtomicBool,
+    next_generation: std::sync::atomic::AtomicU64,
+}
+
+/// The process-wide sandbox: the engine, the runtime and all tenant pools.
+pub struct Sandbox {
+    inner: Arc<Inner>,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+fn tracing_sink() -> LogSink {
+    Arc::new(|tenant: &str, line: &str| tracing::info!(target: "wasmpy::tenant", tenant, "{line}"))
+}
+
+/// Send what a guest printed to the log sink, line by line.
+pub(crate) fn emit_log(sink: &LogSink, tenant: &str, pipe: &LogPipe) {
+    let (bytes, dropped) = pipe.take();
+    if !bytes.is_empty() {
+        let text = String::from_utf8_lossy(&bytes);
+        for line in text.lines() {
+            sink(tenant, line);
+        }
+    }
+    if dropped > 0 {
+        sink(tenant, &format!("[mod_wasmpy: {dropped} bytes of output dropped: over log_limit]"));
+    }
+}
+
+impl Sandbox {
+    /// Create the engine, load (or compile and cache) the runtime and start
+    /// the sandbox's threads. Call once per process, after any fork.
+    pub fn new(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+        std::fs::create_dir_all(&config.cache_dir)
+            .map_err(|e| SandboxError::Cache(config.cache_dir.clone(), e))?;
+        let runtime = runtime::Runtime::load(&config.runtime, &config.cache_dir, &config.engine)?;
+        let tokio = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("wasmpy-io")
+            .enable_all()
+            .build()
+            .map_err(SandboxError::Thread)?;
+        let inner = Arc::new(Inner {
+            runtime,
+            tokio,
+            tenants: RwLock::default(),
+            cache_dir: config.cache_dir,
+            log_sink: config.log_sink.unwrap_or_else(tracing_sink),
+            stop: AtomicBool::new(false),
+            next_generation: 1.into(),
+        });
+        let sandbox = Sandbox {
+            inner,
+            threads: Mutex::default(),
+        };
+        sandbox.spawn("wasmpy-epoch", |inner| {
+            while !inner.stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                inner.runtime.engine.increment_epoch();
+            }
+        })?;
+        sandbox.spawn("wasmpy-housekeeping", |inner| {
+            let mut last = Instant::now();
+            while !inner.stop.load(Ordering::Relaxed) {
+                std::thread::sleep(Duration::from_millis(50));
+                if last.elapsed() >= Duration::from_millis(500) {
+                    last = Instant::now();
+                    inner.housekeeping();
+                }
+            }
+        })?;
+        Ok(sandbox)
+    }
+
+    fn spawn(&self, name: &str, body: fn(&Inner)) -> Result<(), SandboxError> {
+        let inner = Arc::clone(&self.inner);
+        let handle = std::thread::Builder::new()
+            .name(name.to_string())
+            .spawn(move || body(&inner))
+            .map_err(SandboxError::Thread)?;
+        self.threads.lock().unwrap_or_else(|e| e.into_inner()).push(handle);
+        Ok(())
+    }
+
+    /// Add a tenant, or replace it with a new generation: new requests go to
+    /// the new generation; requests in flight finish on the old one, whose
+    /// instances are dropped when the last of them returns.
+    pub fn add_tenant(&self, tenant: Tenant) -> Result<u64, SandboxError> {
+        let pycache = self.inner.cache_dir.join("pycache").join(&tenant.name);
+        std::fs::create_dir_all(&pycache).map_err(|e| SandboxError::Cache(pycache.clone(), e))?;
+        let generation = self.inner.next_generation.fetch_add(1, Ordering::Relaxed);
+        let name = tenant.name.clone();
+        let pool = Arc::new(Pool::new(tenant, generation, Some(pycache)));
+        self.inner
+            .tenants
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.clone(), pool);
+        tracing::info!(tenant = %name, generation, "tenant loaded");
+        Ok(generation)
+    }
+
+    /// Remove a tenant: later requests for it get 404.
+    pub fn remove_tenant(&self, name: &str) -> bool {
+        self.inner
+            .tenants
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+            .is_some()
+    }
+
+    /// Names of the tenants, sorted.
+    pub fn tenant_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.inner.tenants().keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    /// The loaded policy of a tenant.
+    pub fn tenant(&self, name: &str) -> Option<Tenant> {
+        self.inner.pool(name).map(|pool| pool.tenant.clone())
+    }
+
+    /// Serve one request of `tenant`. Never panics on guest behaviour: every
+    /// failure is a [`Response`] whose [`Outcome`] says what happened.
+    pub fn dispatch(&self, tenant: &str, request: Request) -> Response {
+        let Some(pool) = self.inner.pool(tenant) else {
+            return Response::error(Outcome::UnknownTenant);
+        };
+        Counters::bump(&pool.counters.requests);
+        if request.body.len() as u64 > pool.tenant.policy.limits.max_body_bytes {
+            Counters::bump(&pool.counters.too_large);
+            return Response::error(Outcome::BodyTooLarge);
+        }
+        let instance = match pool.checkout() {
+            Ok(instance) => instance,
+            Err(pool::QueueTimeout) => {
+                Counters::bump(&pool.counters.queue_timeouts);
+                return Response::error(Outcome::QueueTimeout);
+            }
+        };
+        let memory_at_checkout = instance.as_ref().map_or(0, Instance::memory_in_use);
+        // Give the slot back even if something below panics.
+        let mut slot = Slot {
+            pool: &pool,
+            instance: None,
+            memory_at_checkout,
+        };
+        let inner = &self.inner;
+        let response = inner
+            .tokio
+            .block_on(inner.serve(&pool, instance, &request, &mut slot.instance));
+        record(&pool.counters, response.outcome);
+        response
+    }
+
+    /// Numbers of every tenant, sorted by name.
+    pub fn stats(&self) -> Vec<TenantStats> {
+        let tenants = self.inner.tenants();
+        let mut stats: Vec<TenantStats> = tenants.values().map(|pool| pool_stats(pool)).collect();
+        stats.sort_by(|a, b| a.name.cmp(&b.name));
+        stats
+    }
+
+    /// Stop the sandbox's threads and drop every instance. Idempotent; also
+    /// done on drop.
+    pub fn shutdown(&self) {
+        self.inner.stop.store(true, Ordering::Relaxed);
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for thread in threads {
+            let _ = thread.join();
+        }
+        self.inner.tenants.write().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// A checked-out pool slot; returns itself (and its instance, if healthy).
+struct Slot<'a> {
+    pool: &'a Pool,
+    instance: Option<Instance>,
+    memory_at_checkout: usize,
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        self.pool.checkin(self.instance.take(), self.memory_at_checkout);
+    }
+}
+
+fn record(counters: &Counters, outcome: Outcome) {
+    let counter = match outcome {
+        Outcome::Ok | Outcome::UnknownTenant => return,
+        Outcome::BodyTooLarge => &counters.too_large,
+        Outcome::QueueTimeout => &counters.queue_timeouts,
+        Outcome::Exception => &counters.exceptions,
+        Outcome::Memory => &counters.memory_errors,
+        Outcome::ImportFailed => &counters.import_errors,
+        Outcome::Timeout => &counters.timeouts,
+        Outcome::Trap | Outcome::HostError => &counters.traps,
+        Outcome::InvalidResponse => &counters.invalid_responses,
+    };
+    Counters::bump(counter);
+}
+
+fn pool_stats(pool: &Pool) -> TenantStats {
+    let c = &pool.counters;
+    let get = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
+    let state = pool.lock();
+    let idle_memory: usize = state.idle.iter().map(Instance::memory_in_use).sum();
+    TenantStats {
+        name: pool.tenant.name.clone(),
+        generation: pool.generation,
+        busy: state.busy,
+        idle: state.idle.len() as u32,
+        requests: get(&c.requests),
+        exceptions: get(&c.exceptions),
+        memory_errors: get(&c.memory_errors),
+        timeouts: get(&c.timeouts),
+        traps: get(&c.traps),
+        import_errors: get(&c.import_errors),
+        queue_timeouts: get(&c.queue_timeouts),
+        too_large: get(&c.too_large),
+        invalid_responses: get(&c.invalid_responses),
+        recycles: get(&c.recycles),
+        instances_created: get(&c.instances_created),
+        memory_bytes: (idle_memory + state.busy_memory) as u64,
+    }
+}
+
+/// Is `name` a valid HTTP header name (an RFC 9110 token)?
+fn valid_header_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// Check what the guest returned before it reaches a host.
+fn validate(response: bindings::Response) -> Result<Response, String> {
+    if !(100..=599).contains(&response.status) {
+        return Err(format!("invalid status code {}", response.status));
+    }
+    for (name, value) in &response.headers {
+        if !valid_header_name(name) {
+            return Err(format!("invalid header name {name:?}"));
+        }
+        if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
+            return Err(format!("header {name} has a CR, LF or NUL in its value"));
+        }
+    }
+    let outcome = match response.failure {
+        None => Outcome::Ok,
+        Some(bindings::Failure::Exception) => Outcome::Exception,
+        Some(bindings::Failure::Memory) => Outcome::Memory,
+        Some(bindings::Failure::ImportFailed) => Outcome::ImportFailed,
+    };
+    Ok(Response {
+        status: response.status,
+        headers: response.headers,
+        body: response.body,
+        outcome,
+    })
+}
+
+impl Inner {
+    fn tenants(&self) -> std::sync::RwLockReadGuard<'_, HashMap<String, Arc<Pool>>> {
+        self.tenants.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pool(&self, name: &str) -> Option<Arc<Pool>> {
+        self.tenants().get(name).cloned()
+    }
+
+    fn log(&self, tenant: &str, line: &str) {
+        (self.log_sink)(tenant, line);
+    }
+
+    async fn create(&self, pool: &Pool) -> Result<Instance, (Outcome, String)> {
+        let tenant = &pool.tenant;
+        let started = Instant::now();
+        let created = tokio::time::timeout(
+            tenant.policy.limits.request_timeout,
+            Instance::create(&self.runtime, tenant, pool.pycache.as_ref(), &self.log_sink),
+        )
+        .await;
+        Counters::bump(&pool.counters.instances_created);
+        match created {
+            Ok(Ok(instance)) => {
+                tracing::debug!(tenant = %tenant.name, elapsed = ?started.elapsed(), "instance created");
+                Ok(instance)
+            }
+            Ok(Err(CreateError::Import(text))) => Err((Outcome::ImportFailed, text)),
+            Ok(Err(CreateError::Host(text))) => Err((Outcome::HostError, text)),
+            Err(_) => Err((
+                Outcome::Timeout,
+                format!("importing {} took longer than request_timeout", tenant.policy.entry),
+            )),
+        }
+    }
+
+    /// Run one request on `instance` (or a new one); leaves a healthy
+    /// instance in `keep` for the pool.
+    async fn serve(
+        &self,
+        pool: &Pool,
+        instance: Option<Instance>,
+        request: &Request,
+        keep: &mut Option<Instance>,
+    ) -> Response {
+        let name = &pool.tenant.name;
+        let mut instance = match instance {
+            Some(instance) => instance,
+            None => match self.create(pool).await {
+                Ok(instance) => instance,
+                Err((outcome, text)) => {
+                    for line in text.lines() {
+                        self.log(name, line);
+                    }
+                    return Response::error(outcome);
+                }
+            },
+        };
+        let timeout = pool.tenant.policy.limits.request_timeout;
+        instance.store.set_epoch_deadline(deadline_ticks(timeout));
+        instance.store.data_mut().limiter.refused = false;
+        instance.requests += 1;
+        let result = tokio::time::timeout(timeout, instance.handle(request)).await;
+        instance.flush_log(&self.log_sink, name);
+        instance.last_used = Instant::now();
+        let response = match result {
+            Ok(Ok(response)) => match validate(response) {
+                Ok(response) => response,
+                Err(problem) => {
+                    self.log(name, &format!("mod_wasmpy: invalid response: {problem}"));
+                    Response::error(Outcome::InvalidResponse)
+                }
+            },
+            Ok(Err(error)) => {
+                let outcome = if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+                    Outcome::Timeout
+                } else if instance.store.data().limiter.refused {
+                    Outcome::Memory
+                } else {
+                    Outcome::Trap
+                };
+                self.log(name, &format!("mod_wasmpy: instance replaced after {outcome:?}: {error:#}"));
+                Counters::bump(&pool.counters.recycles);
+                return Response::error(outcome);
+            }
+            Err(_) => {
+                self.log(name, &format!("mod_wasmpy: request exceeded request_timeout ({timeout:?}); instance replaced"));
+                Counters::bump(&pool.counters.recycles);
+                return Response::error(Outcome::Timeout);
+            }
+        };
+        if response.outcome == Outcome::Memory || pool.must_recycle(&instance) {
+            Counters::bump(&pool.counters.recycles);
+        } else {
+            *keep = Some(instance);
+        }
+        response
+    }
+
+    /// Periodic work: drop expired idle instances, pre-start warm ones.
+    fn housekeeping(&self) {
+        let pools: Vec<Arc<Pool>> = self.tenants().values().cloned().collect();
+        let now = Instant::now();
+        for pool in pools {
+            let expired = pool.take_expired(now);
+            if !expired.is_empty() {
+                tracing::debug!(tenant = %pool.tenant.name, count = expired.len(), "idle instances dropped");
+            }
+            drop(expired);
+            for _ in 0..pool.missing_warm() {
+                if self.stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                match self.tokio.block_on(self.create(&pool)) {
+                    Ok(instance) => pool.add_idle(instance),
+                    Err((_, text)) => {
+                        for line in text.lines() {
+                            self.log(&pool.tenant.name, line);
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! A tenant's pool of persistent instances: at most `max_instances` busy at
+//! once, a bounded wait for a free one, recycling after a policy's limits.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Instant;
+
+use wasmpy_policies::Tenant;
+
+use crate::instance::Instance;
+
+/// Counters of one tenant generation, as shown by status pages.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub requests: AtomicU64,
+    pub exceptions: AtomicU64,
+    pub memory_errors: AtomicU64,
+    pub timeouts: AtomicU64,
+    pub traps: AtomicU64,
+    pub import_errors: AtomicU64,
+    pub queue_timeouts: AtomicU64,
+    pub too_large: AtomicU64,
+    pub invalid_responses: AtomicU64,
+    pub recycles: AtomicU64,
+    pub instances_created: AtomicU64,
+}
+
+impl Counters {
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct PoolState {
+    /// Warm instances, most recently used last.
+    pub idle: Vec<Instance>,
+    /// Instances checked out by requests (or being created for one).
+    pub busy: u32,
+    /// Linear memory held by busy instances, as of their checkout.
+    pub busy_memory: usize,
+}
+
+/// The instances of one generation of one tenant.
+pub(crate) struct Pool {
+    pub tenant: Tenant,
+    pub generation: u64,
+    pub pycache: Option<PathBuf>,
+    pub counters: Counters,
+    state: Mutex<PoolState>,
+    freed: Condvar,
+}
+
+/// Why no instance slot could be had.
+pub(crate) struct QueueTimeout;
+
+impl Pool {
+    pub fn new(tenant: Tenant, generation: u64, pycache: Option<PathBuf>) -> Self {
+        Pool {
+            tenant,
+            generation,
+            pycache,
+            counters: Counters::default(),
+            state: Mutex::default(),
+            freed: Condvar::new(),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, PoolState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Take a slot, waiting up to the queue timeout; returns a warm instance
+    /// if one is idle (`None` means: create one).
+    pub fn checkout(&self) -> Result<Option<Instance>, QueueTimeout> {
+        let limits = &self.tenant.policy.limits;
+        let deadline = Instant::now() + limits.queue_timeout;
+        let mut state = self.lock();
+        while state.busy >= limits.max_instances {
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(QueueTimeout);
+            }
+            state = self
+                .freed
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+        state.busy += 1;
+        let instance = state.idle.pop();
+        if let Some(instance) = &instance {
+            state.busy_memory += instance.memory_in_use();
+        }
+        Ok(instance)
+    }
+
+    /// Give the slot back, with the instance if it may serve again.
+    pub fn checkin(&self, instance: Option<Instance>, memory_at_checkout: usize) {
+        let mut state = self.lock();
+        state.busy -= 1;
+        state.busy_memory -= memory_at_checkout.min(state.busy_memory);
+        if let Some(instance) = instance {
+            state.idle.push(instance);
+        }
+        drop(state);
+        self.freed.notify_one();
+    }
+
+    /// Whether an instance that just served a request must be replaced.
+    pub fn must_recycle(&self, instance: &Instance) -> bool {
+        let limits = &self.tenant.policy.limits;
+        if limits.recycle_after.is_some_and(|n| instance.requests >= n) {
+            return true;
+        }
+        limits
+            .memory_high_water
+            .is_some_and(|mark| instance.memory_in_use() as u64 > mark)
+    }
+
+    /// Drop instances idle for longer than the policy's idle timeout,
+    /// returning them so they are freed outside the lock.
+    pub fn take_expired(&self, now: Instant) -> Vec<Instance> {
+        let Some(timeout) = self.tenant.policy.limits.idle_timeout else {
+            return Vec::new();
+        };
+        let mut state = self.lock();
+        let (expired, kept) = std::mem::take(&mut state.idle)
+            .into_iter()
+            .partition(|i| now.duration_since(i.last_used) >= timeout);
+        state.idle = kept;
+        expired
+    }
+
+    /// Number of instances to pre-start to keep `min_idle` warm ones.
+    pub fn missing_warm(&self) -> u32 {
+        let limits = &self.tenant.policy.limits;
+        let state = self.lock();
+        let live = state.idle.len() as u32 + state.busy;
+        let want = limits.min_idle.min(limits.max_instances);
+        (want.saturating_sub(state.idle.len() as u32)).min(limits.max_instances.saturating_sub(live))
+    }
+
+    /// Add a pre-started instance to the idle set.
+    pub fn add_idle(&self, instance: Instance) {
+        self.lock().idle.push(instance);
+        self.freed.notify_one();
+    }
+}

@@ -1,0 +1,196 @@
+//! The wasmtime [`Engine`] and the compiled runtime component, loaded once per
+//! process and shared by every tenant.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+use crate::bindings::GatewayPre;
+use crate::instance::HostState;
+use crate::SandboxError;
+
+/// Largest memory cap a policy may grant (4 GiB, the wasm32 limit).
+pub const MAX_MEMORY_BYTES: u64 = 4 << 30;
+
+/// Where the runtime's files are: the component and its standard library.
+#[derive(Debug, Clone)]
+pub struct RuntimeFiles {
+    /// The runtime component built by `python-wasm/build.sh` (`gateway.wasm`).
+    pub component: PathBuf,
+    /// The matching CPython standard library, mounted read-only at `/python`.
+    pub stdlib: PathBuf,
+}
+
+impl RuntimeFiles {
+    /// The files of a runtime directory as `python-wasm/build.sh` lays it out.
+    pub fn in_dir(dir: &Path) -> Self {
+        RuntimeFiles {
+            component: dir.join("gateway.wasm"),
+            stdlib: dir.join("python"),
+        }
+    }
+}
+
+/// Engine-wide settings.
+#[derive(Debug, Clone)]
+pub struct EngineSettings {
+    /// Instance slots of the pooling allocator (all tenants of one process).
+    pub pool_slots: u32,
+    /// Epoch tick: the granularity of request deadlines.
+    pub tick: std::time::Duration,
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            pool_slots: 256,
+            tick: std::time::Duration::from_millis(5),
+        }
+    }
+}
+
+/// The engine plus the pre-linked runtime component.
+pub(crate) struct Runtime {
+    pub engine: Engine,
+    pub pre: GatewayPre<HostState>,
+    pub stdlib: PathBuf,
+}
+
+fn engine_config(settings: &EngineSettings) -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    config.memory_init_cow(true);
+    // Python's MemoryError needs memory.grow to fail, not trap.
+    let mut pool = PoolingAllocationConfig::default();
+    let slots = settings.pool_slots.max(1);
+    // A componentize-py component holds a handful of core instances, memories
+    // and tables; size the pool for that shape.
+    pool.total_component_instances(slots)
+        .total_core_instances(slots * 16)
+        .total_memories(slots * 4)
+        .total_tables(slots * 16)
+        .total_stacks(slots)
+        .max_core_instances_per_component(32)
+        .max_memories_per_component(8)
+        .max_tables_per_component(32)
+        .max_memories_per_module(2)
+        .max_tables_per_module(4)
+        .table_elements(100_000)
+        .max_component_instance_size(1 << 20)
+        .max_core_instance_size(1 << 20)
+        .max_memory_size(MAX_MEMORY_BYTES as usize)
+        .linear_memory_keep_resident(0)
+        .max_unused_warm_slots(slots / 8);
+    config.allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    config
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn sha256_file(path: &Path) -> std::io::Result<String> {
+    Ok(hex(&Sha256::digest(std::fs::read(path)?)))
+}
+
+impl Runtime {
+    /// Create the engine and load the runtime, compiling it only when no valid
+    /// `.cwasm` for this engine configuration is cached in `cache_dir`.
+    pub fn load(
+        files: &RuntimeFiles,
+        cache_dir: &Path,
+        settings: &EngineSettings,
+    ) -> Result<Self, SandboxError> {
+        let engine = Engine::new(&engine_config(settings)).map_err(SandboxError::engine)?;
+        let component = load_component(&engine, &files.component, cache_dir)?;
+        let mut linker = Linker::<HostState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(SandboxError::engine)?;
+        let instance_pre = linker
+            .instantiate_pre(&component)
+            .map_err(|e| SandboxError::Runtime(files.component.clone(), format!("{e:#}")))?;
+        let pre = GatewayPre::new(instance_pre)
+            .map_err(|e| SandboxError::Runtime(files.component.clone(), format!("{e:#}")))?;
+        if !files.stdlib.join("os.py").is_file() {
+            return Err(SandboxError::Runtime(
+                files.stdlib.clone(),
+                "not a Python standard library (no os.py)".into(),
+            ));
+        }
+        Ok(Runtime {
+            engine,
+            pre,
+            stdlib: files.stdlib.clone(),
+        })
+    }
+}
+
+/// Name of the cached `.cwasm` for this component and engine configuration.
+fn cache_name(engine: &Engine, wasm_sha: &str) -> String {
+    let mut hasher = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!("gateway-{}-{:016x}.cwasm", &wasm_sha[..16], hasher.finish())
+}
+
+/// Load the compiled component from the cache, or compile and cache it.
+///
+/// A cached file is used only if its SHA-256 matches the digest recorded when
+/// it was written, so a truncated or corrupted cache is recompiled, never run.
+fn load_component(
+    engine: &Engine,
+    wasm: &Path,
+    cache_dir: &Path,
+) -> Result<Component, SandboxError> {
+    let wasm_sha =
+        sha256_file(wasm).map_err(|e| SandboxError::Runtime(wasm.to_path_buf(), e.to_string()))?;
+    let cwasm = cache_dir.join(cache_name(engine, &wasm_sha));
+    let digest_file = cwasm.with_extension("cwasm.sha256");
+    if let (Ok(expected), Ok(actual)) = (
+        std::fs::read_to_string(&digest_file),
+        sha256_file(&cwasm),
+    ) {
+        if expected.trim() == actual {
+            let started = Instant::now();
+            // SAFETY: the file was produced by `Engine::precompile_component` of an
+            // engine with the same compatibility hash (it is in the file name) and
+            // its digest matches the one recorded when it was written.
+            match unsafe { Component::deserialize_file(engine, &cwasm) } {
+                Ok(component) => {
+                    tracing::debug!(path = %cwasm.display(), elapsed = ?started.elapsed(), "loaded compiled runtime");
+                    return Ok(component);
+                }
+                Err(e) => tracing::warn!(path = %cwasm.display(), "cached runtime rejected, recompiling: {e:#}"),
+            }
+        } else {
+            tracing::warn!(path = %cwasm.display(), "cached runtime has a wrong digest, recompiling");
+        }
+    }
+    let started = Instant::now();
+    let bytes = std::fs::read(wasm).map_err(|e| SandboxError::Runtime(wasm.to_path_buf(), e.to_string()))?;
+    let compiled = engine
+        .precompile_component(&bytes)
+        .map_err(|e| SandboxError::Runtime(wasm.to_path_buf(), format!("{e:#}")))?;
+    tracing::info!(path = %wasm.display(), elapsed = ?started.elapsed(), "compiled runtime");
+    if let Err(e) = write_cache(cache_dir, &cwasm, &digest_file, &compiled) {
+        tracing::warn!(path = %cwasm.display(), "cannot cache compiled runtime: {e}");
+    }
+    // SAFETY: the bytes were just produced by this engine.
+    unsafe { Component::deserialize(engine, &compiled) }
+        .map_err(|e| SandboxError::Runtime(wasm.to_path_buf(), format!("{e:#}")))
+}
+
+/// Write the compiled runtime and its digest atomically (temp file + rename).
+fn write_cache(dir: &Path, cwasm: &Path, digest_file: &Path, compiled: &[u8]) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let pid = std::process::id();
+    let tmp = cwasm.with_extension(format!("tmp{pid}"));
+    std::fs::write(&tmp, compiled)?;
+    std::fs::rename(&tmp, cwasm)?;
+    let tmp = digest_file.with_extension(format!("tmp{pid}"));
+    std::fs::write(&tmp, hex(&Sha256::digest(compiled)))?;
+    std::fs::rename(&tmp, digest_file)
+}
