@@ -98,7 +98,10 @@ fn verdict(ok: bool) -> &'static str {
 pub fn run(requests: u32, tenants: u32, config: SandboxConfig) -> anyhow::Result<()> {
     let started = Instant::now();
     let sandbox = Sandbox::new(config).context("cannot start the sandbox")?;
-    println!("engine + runtime load: {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "engine + runtime load: {:.1} ms",
+        started.elapsed().as_secs_f64() * 1e3
+    );
     let scratch = Scratch::new(tenants + 1)?;
 
     // 1. Per-request overhead on a warm instance.

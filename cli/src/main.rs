@@ -52,6 +52,11 @@ enum Command {
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
     },
+    /// Compile the runtime into the cache directory (done on first use otherwise).
+    Prepare {
+        #[command(flatten)]
+        runtime: RuntimeArgs,
+    },
     /// Benchmark the sandbox API: per-request overhead, cold start of a new
     /// tenant and memory per warm tenant.
     Bench {
@@ -118,16 +123,20 @@ fn check(dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
@@ -136,8 +145,13 @@ fn main() -> ExitCode {
             listen,
             threads,
             runtime,
-        } => serve::run(&tenants_dir, &listen, threads, runtime.config()).map(|()| ExitCode::SUCCESS),
+        } => {
+            serve::run(&tenants_dir, &listen, threads, runtime.config()).map(|()| ExitCode::SUCCESS)
+        }
         Command::Check { dirs } => check(&dirs),
+        Command::Prepare { runtime } => wasmpy_sandbox::Sandbox::new(runtime.config())
+            .map(|_| ExitCode::SUCCESS)
+            .map_err(Into::into),
         Command::Bench {
             requests,
             tenants,

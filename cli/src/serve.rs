@@ -52,7 +52,9 @@ fn route(host: Option<&str>, path: &str, is_tenant: impl Fn(&str) -> bool) -> Op
         }
     }
     let rest = path.strip_prefix('/')?;
-    let (first, tail) = rest.split_once('/').map_or((rest, None), |(a, b)| (a, Some(b)));
+    let (first, tail) = rest
+        .split_once('/')
+        .map_or((rest, None), |(a, b)| (a, Some(b)));
     if !is_tenant(first) {
         return None;
     }
@@ -107,7 +109,12 @@ fn handle(sandbox: &Sandbox, server_port: u16, mut request: tiny_http::Request) 
         headers: request
             .headers()
             .iter()
-            .map(|h| (h.field.as_str().as_str().to_string(), h.value.as_str().as_bytes().to_vec()))
+            .map(|h| {
+                (
+                    h.field.as_str().as_str().to_string(),
+                    h.value.as_str().as_bytes().to_vec(),
+                )
+            })
             .collect(),
         body,
         remote_addr: remote.map_or_else(String::new, |a| a.ip().to_string()),
@@ -142,7 +149,12 @@ fn to_tiny(response: Response) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> 
 }
 
 /// Load every valid tenant under `tenants_dir` and serve them on `listen`.
-pub fn run(tenants_dir: &Path, listen: &str, threads: usize, config: SandboxConfig) -> anyhow::Result<()> {
+pub fn run(
+    tenants_dir: &Path,
+    listen: &str,
+    threads: usize,
+    config: SandboxConfig,
+) -> anyhow::Result<()> {
     let sandbox = Arc::new(Sandbox::new(config)?);
     let tenants = wasmpy_policies::discover_tenants(tenants_dir)
         .with_context(|| format!("cannot read {}", tenants_dir.display()))?;
@@ -154,9 +166,14 @@ pub fn run(tenants_dir: &Path, listen: &str, threads: usize, config: SandboxConf
             Err(errors) => tracing::error!("tenant {} not loaded:\n{errors}", dir.display()),
         }
     }
-    let server = Arc::new(Server::http(listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?);
+    let server = Arc::new(
+        Server::http(listen).map_err(|e| anyhow::anyhow!("cannot listen on {listen}: {e}"))?,
+    );
     let port = server.server_addr().to_ip().map_or(0, |a| a.port());
-    tracing::info!("wasmpy serving {} tenants on http://{listen}/", sandbox.tenant_names().len());
+    tracing::info!(
+        "wasmpy serving {} tenants on http://{listen}/",
+        sandbox.tenant_names().len()
+    );
     let workers: Vec<_> = (0..threads.max(1))
         .map(|_| {
             let server = Arc::clone(&server);
@@ -189,7 +206,10 @@ mod tests {
     fn routes_by_host_then_by_prefix() {
         let known = |t: &str| t == "alice";
         let by_host = route(Some("alice.localhost:8000"), "/x", known).unwrap();
-        assert_eq!((by_host.script_name.as_str(), by_host.path_info.as_slice()), ("", &b"/x"[..]));
+        assert_eq!(
+            (by_host.script_name.as_str(), by_host.path_info.as_slice()),
+            ("", &b"/x"[..])
+        );
         let by_path = route(Some("127.0.0.1"), "/alice/x/y", known).unwrap();
         assert_eq!(by_path.script_name, "/alice");
         assert_eq!(by_path.path_info, b"/x/y");

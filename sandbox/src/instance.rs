@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use wasmpy_policies::Tenant;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
-use wasmpy_policies::Tenant;
 
 use crate::bindings::{self, Gateway};
 use crate::logpipe::LogPipe;
@@ -105,7 +105,9 @@ fn preopen(
     builder
         .preopened_dir(host, guest, perms)
         .map(|_| ())
-        .map_err(|e| CreateError::Host(format!("cannot mount {} at {guest}: {e:#}", host.display())))
+        .map_err(|e| {
+            CreateError::Host(format!("cannot mount {} at {guest}: {e:#}", host.display()))
+        })
 }
 
 /// Build the WASI context for one instance of `tenant`: only `/app`
@@ -173,7 +175,9 @@ impl Instance {
         let loaded = gateway
             .call_load(&mut store, &policy.entry.to_string(), &env)
             .await
-            .map_err(|e| CreateError::Import(format!("the runtime trapped while importing: {e:#}")))?;
+            .map_err(|e| {
+                CreateError::Import(format!("the runtime trapped while importing: {e:#}"))
+            })?;
         let instance = Instance {
             store,
             gateway,

@@ -130,7 +130,10 @@ impl Response {
     pub fn error(outcome: Outcome) -> Self {
         let status = outcome.status();
         let body = format!("{status} {}\n", reason_phrase(status)).into_bytes();
-        let mut headers = vec![("Content-Type".to_string(), b"text/plain; charset=utf-8".to_vec())];
+        let mut headers = vec![(
+            "Content-Type".to_string(),
+            b"text/plain; charset=utf-8".to_vec(),
+        )];
         if outcome == Outcome::QueueTimeout {
             headers.push(("Retry-After".to_string(), b"1".to_vec()));
         }
@@ -239,7 +242,10 @@ pub(crate) fn emit_log(sink: &LogSink, tenant: &str, pipe: &LogPipe) {
         }
     }
     if dropped > 0 {
-        sink(tenant, &format!("[mod_wasmpy: {dropped} bytes of output dropped: over log_limit]"));
+        sink(
+            tenant,
+            &format!("[mod_wasmpy: {dropped} bytes of output dropped: over log_limit]"),
+        );
     }
 }
 
@@ -294,7 +300,10 @@ impl Sandbox {
             .name(name.to_string())
             .spawn(move || body(&inner))
             .map_err(SandboxError::Thread)?;
-        self.threads.lock().unwrap_or_else(|e| e.into_inner()).push(handle);
+        self.threads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(handle);
         Ok(())
     }
 
@@ -364,9 +373,10 @@ impl Sandbox {
             memory_at_checkout,
         };
         let inner = &self.inner;
-        let response = inner
-            .tokio
-            .block_on(inner.serve(&pool, instance, &request, &mut slot.instance));
+        let response =
+            inner
+                .tokio
+                .block_on(inner.serve(&pool, instance, &request, &mut slot.instance));
         record(&pool.counters, response.outcome);
         response
     }
@@ -387,7 +397,11 @@ impl Sandbox {
         for thread in threads {
             let _ = thread.join();
         }
-        self.inner.tenants.write().unwrap_or_else(|e| e.into_inner()).clear();
+        self.inner
+            .tenants
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 }
 
@@ -406,7 +420,8 @@ struct Slot<'a> {
 
 impl Drop for Slot<'_> {
     fn drop(&mut self) {
-        self.pool.checkin(self.instance.take(), self.memory_at_checkout);
+        self.pool
+            .checkin(self.instance.take(), self.memory_at_checkout);
     }
 }
 
@@ -516,7 +531,10 @@ impl Inner {
             Ok(Err(CreateError::Host(text))) => Err((Outcome::HostError, text)),
             Err(_) => Err((
                 Outcome::Timeout,
-                format!("importing {} took longer than request_timeout", tenant.policy.entry),
+                format!(
+                    "importing {} took longer than request_timeout",
+                    tenant.policy.entry
+                ),
             )),
         }
     }
@@ -559,14 +577,24 @@ impl Inner {
                 }
             },
             Ok(Err(error)) => {
-                let outcome = if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
-                    Outcome::Timeout
-                } else if instance.store.data().limiter.refused {
-                    Outcome::Memory
-                } else {
-                    Outcome::Trap
-                };
-                self.log(name, &format!("mod_wasmpy: instance replaced after {outcome:?}: {error:#}"));
+                let outcome =
+                    if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
+                        Outcome::Timeout
+                    } else if instance.store.data().limiter.refused {
+                        Outcome::Memory
+                    } else {
+                        Outcome::Trap
+                    };
+                // The first line names the trap; the wasm backtrace is for debugging.
+                let first = format!("{error}");
+                tracing::debug!(tenant = %name, "trap: {error:?}");
+                self.log(
+                    name,
+                    &format!(
+                        "mod_wasmpy: instance replaced after {outcome:?}: {}",
+                        first.lines().next().unwrap_or("")
+                    ),
+                );
                 Counters::bump(&pool.counters.recycles);
                 return Response::error(outcome);
             }

@@ -139,7 +139,8 @@ impl Pool {
         let state = self.lock();
         let live = state.idle.len() as u32 + state.busy;
         let want = limits.min_idle.min(limits.max_instances);
-        (want.saturating_sub(state.idle.len() as u32)).min(limits.max_instances.saturating_sub(live))
+        (want.saturating_sub(state.idle.len() as u32))
+            .min(limits.max_instances.saturating_sub(live))
     }
 
     /// Add a pre-started instance to the idle set.

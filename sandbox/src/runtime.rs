@@ -149,10 +149,8 @@ fn load_component(
         sha256_file(wasm).map_err(|e| SandboxError::Runtime(wasm.to_path_buf(), e.to_string()))?;
     let cwasm = cache_dir.join(cache_name(engine, &wasm_sha));
     let digest_file = cwasm.with_extension("cwasm.sha256");
-    if let (Ok(expected), Ok(actual)) = (
-        std::fs::read_to_string(&digest_file),
-        sha256_file(&cwasm),
-    ) {
+    if let (Ok(expected), Ok(actual)) = (std::fs::read_to_string(&digest_file), sha256_file(&cwasm))
+    {
         if expected.trim() == actual {
             let started = Instant::now();
             // SAFETY: the file was produced by `Engine::precompile_component` of an
@@ -163,14 +161,17 @@ fn load_component(
                     tracing::debug!(path = %cwasm.display(), elapsed = ?started.elapsed(), "loaded compiled runtime");
                     return Ok(component);
                 }
-                Err(e) => tracing::warn!(path = %cwasm.display(), "cached runtime rejected, recompiling: {e:#}"),
+                Err(e) => {
+                    tracing::warn!(path = %cwasm.display(), "cached runtime rejected, recompiling: {e:#}")
+                }
             }
         } else {
             tracing::warn!(path = %cwasm.display(), "cached runtime has a wrong digest, recompiling");
         }
     }
     let started = Instant::now();
-    let bytes = std::fs::read(wasm).map_err(|e| SandboxError::Runtime(wasm.to_path_buf(), e.to_string()))?;
+    let bytes = std::fs::read(wasm)
+        .map_err(|e| SandboxError::Runtime(wasm.to_path_buf(), e.to_string()))?;
     let compiled = engine
         .precompile_component(&bytes)
         .map_err(|e| SandboxError::Runtime(wasm.to_path_buf(), format!("{e:#}")))?;
@@ -184,7 +185,12 @@ fn load_component(
 }
 
 /// Write the compiled runtime and its digest atomically (temp file + rename).
-fn write_cache(dir: &Path, cwasm: &Path, digest_file: &Path, compiled: &[u8]) -> std::io::Result<()> {
+fn write_cache(
+    dir: &Path,
+    cwasm: &Path,
+    digest_file: &Path,
+    compiled: &[u8],
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     let pid = std::process::id();
     let tmp = cwasm.with_extension(format!("tmp{pid}"));

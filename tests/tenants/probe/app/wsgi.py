@@ -35,16 +35,6 @@ def _socket():
     return "connected"
 
 
-def _stdlib():
-    failed = {}
-    for name in sorted(sys.stdlib_module_names):
-        if name in sys.modules:
-            continue
-        try:
-            __import__(name)
-        except BaseException as e:  # noqa: BLE001
-            failed[name] = f"{type(e).__name__}: {e}"
-    return failed
 
 
 def _bomb():
@@ -77,8 +67,6 @@ def application(environ, start_response):
         result = dict(os.environ)
     elif path == "/socket":
         result = _try(_socket)
-    elif path == "/stdlib":
-        result = _stdlib()
     elif path == "/bomb":
         _bomb()
     elif path == "/bigalloc":
