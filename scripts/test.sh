@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Run every test of mod_wasmpy (the command README.md and .ci/run use).
+set -euo pipefail
+top="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$top"
+scripts/setup.sh
+cargo build
+# Compile the runtime once into the cache the tests share.
+target/debug/wasmpy prepare --cache-dir target/wasmpy-test-cache
+cargo test
+cargo fmt --check
+cargo clippy --all-targets -- -D warnings
