@@ -1,6 +1,7 @@
 //! `wasmpy`: the tenants' local development server, policy checker and
 //! benchmark harness of mod_wasmpy.
 
+mod apache;
 mod bench;
 mod serve;
 
@@ -51,6 +52,34 @@ enum Command {
         /// Tenant directories (or tenants roots).
         #[arg(required = true)]
         dirs: Vec<PathBuf>,
+    },
+    /// Generate an httpd.conf for the tenants under TENANTS_DIR and run the
+    /// Debian Apache with mod_wasmpy in the foreground: /<tenant>/ and
+    /// <tenant>.localhost for each tenant, /wasmpy-status for the status page.
+    Apache {
+        /// Directory holding one directory per tenant.
+        tenants_dir: PathBuf,
+        /// Port on 127.0.0.1.
+        #[arg(long, default_value_t = 8080)]
+        port: u16,
+        /// Directory for httpd.conf, logs, pid file and caches.
+        #[arg(long, default_value = "build/apache-run")]
+        run_dir: PathBuf,
+        /// Multi-processing module: event or prefork.
+        #[arg(long, default_value = "event")]
+        mpm: String,
+        /// mod_wasmpy.so to load (default: the one built beside this binary).
+        #[arg(long)]
+        module: Option<PathBuf>,
+        /// User (and group) of Apache's children when started as root.
+        #[arg(long, default_value = "www-data")]
+        user: String,
+        /// Only check the generated configuration (apache2 -t).
+        #[arg(long)]
+        configtest: bool,
+        /// Runtime directory (gateway.wasm + python/).
+        #[arg(long, env = "WASMPY_RUNTIME")]
+        runtime: Option<PathBuf>,
     },
     /// Compile the runtime into the cache directory (done on first use otherwise).
     Prepare {
@@ -149,6 +178,26 @@ fn main() -> ExitCode {
             serve::run(&tenants_dir, &listen, threads, runtime.config()).map(|()| ExitCode::SUCCESS)
         }
         Command::Check { dirs } => check(&dirs),
+        Command::Apache {
+            tenants_dir,
+            port,
+            run_dir,
+            mpm,
+            module,
+            user,
+            configtest,
+            runtime,
+        } => apache::run(apache::Options {
+            tenants_dir,
+            port,
+            run_dir,
+            mpm,
+            module,
+            runtime: runtime.unwrap_or_else(default_runtime_dir),
+            user,
+            configtest,
+        })
+        .map(|()| ExitCode::SUCCESS),
         Command::Prepare { runtime } => wasmpy_sandbox::Sandbox::new(runtime.config())
             .map(|_| ExitCode::SUCCESS)
             .map_err(Into::into),

@@ -307,6 +307,15 @@ impl Sandbox {
         Ok(())
     }
 
+    /// Load the runtime, compiling it into the cache if needed, and return
+    /// without starting threads or keeping the engine: for a process that
+    /// prepares the cache (e.g. a helper forked by Apache's parent).
+    pub fn prepare(config: &SandboxConfig) -> Result<(), SandboxError> {
+        std::fs::create_dir_all(&config.cache_dir)
+            .map_err(|e| SandboxError::Cache(config.cache_dir.clone(), e))?;
+        runtime::Runtime::load(&config.runtime, &config.cache_dir, &config.engine).map(drop)
+    }
+
     /// Add a tenant, or replace it with a new generation: new requests go to
     /// the new generation; requests in flight finish on the old one, whose
     /// instances are dropped when the last of them returns.

@@ -1,0 +1,157 @@
+//! One application request: from `request_rec` to the sandbox's `Request`,
+//! and the sandbox's `Response` back through Apache's output filters.
+
+use std::ffi::{c_char, c_int, CString};
+
+use wasmpy_sandbox::{Outcome, Request, Response};
+
+use crate::ffi::{self, apr_array_header_t, apr_table_entry_t, apr_table_t, request_rec};
+use crate::{pool_str, sandbox, text, NOTE_SCRIPT_NAME, NOTE_TENANT};
+
+/// Bytes read from the client per `ap_get_client_block` call.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// The entries of an APR table, in order (what the `apr_table_elts` macro does).
+unsafe fn table_entries<'a>(table: *const apr_table_t) -> &'a [apr_table_entry_t] {
+    let array = &*(table as *const apr_array_header_t);
+    if array.nelts <= 0 || array.elts.is_null() {
+        return &[];
+    }
+    std::slice::from_raw_parts(array.elts as *const apr_table_entry_t, array.nelts as usize)
+}
+
+unsafe fn bytes<'a>(ptr: *const c_char) -> &'a [u8] {
+    if ptr.is_null() {
+        &[]
+    } else {
+        std::ffi::CStr::from_ptr(ptr).to_bytes()
+    }
+}
+
+/// Read the request body through Apache's input filters (chunked uploads
+/// de-chunked), refusing more than `max` bytes.
+unsafe fn read_body(r: &mut request_rec, max: u64) -> Result<Vec<u8>, c_int> {
+    let declared = text(ffi::apr_table_get(r.headers_in, c"Content-Length".as_ptr()));
+    if declared.parse::<u64>().is_ok_and(|n| n > max) {
+        return Err(ffi::HTTP_REQUEST_ENTITY_TOO_LARGE as c_int);
+    }
+    let status = ffi::ap_setup_client_block(r, ffi::REQUEST_CHUNKED_DECHUNK as c_int);
+    if status != ffi::OK as c_int {
+        return Err(status);
+    }
+    let mut body = Vec::new();
+    if ffi::ap_should_client_block(r) == 0 {
+        return Ok(body);
+    }
+    let mut chunk = vec![0u8; READ_CHUNK];
+    loop {
+        let n = ffi::ap_get_client_block(r, chunk.as_mut_ptr().cast(), chunk.len() as _);
+        match n {
+            0 => return Ok(body),
+            n if n < 0 => return Err(ffi::HTTP_BAD_REQUEST as c_int),
+            n => {
+                body.extend_from_slice(&chunk[..n as usize]);
+                if body.len() as u64 > max {
+                    return Err(ffi::HTTP_REQUEST_ENTITY_TOO_LARGE as c_int);
+                }
+            }
+        }
+    }
+}
+
+/// Build the sandbox request from `r`.
+unsafe fn to_request(r: &request_rec, script_name: &str, body: Vec<u8>) -> Request {
+    let uri = bytes(r.uri);
+    let path_info = uri.get(script_name.len()..).unwrap_or_default().to_vec();
+    let headers = table_entries(r.headers_in)
+        .iter()
+        .map(|e| (text(e.key).to_string(), bytes(e.val).to_vec()))
+        .collect();
+    let port = if r.useragent_addr.is_null() {
+        0
+    } else {
+        (*r.useragent_addr).port
+    };
+    Request {
+        method: text(r.method).to_string(),
+        script_name: script_name.to_string(),
+        path_info,
+        query_string: text(r.args).to_string(),
+        headers,
+        body,
+        remote_addr: text(r.useragent_ip).to_string(),
+        remote_port: port,
+        server_name: text(ffi::ap_get_server_name(r as *const _ as *mut _)).to_string(),
+        server_port: ffi::ap_get_server_port(r),
+        server_protocol: text(r.protocol).to_string(),
+        url_scheme: text(ffi::ap_run_http_scheme(r)).to_string(),
+    }
+}
+
+/// Hand the response to Apache: status, headers (repeated ones kept), body
+/// through the output filter chain.
+unsafe fn write_response(r: &mut request_rec, response: Response) -> c_int {
+    if response.outcome != Outcome::Ok {
+        if response.outcome == Outcome::QueueTimeout {
+            ffi::apr_table_setn(r.err_headers_out, c"Retry-After".as_ptr(), c"1".as_ptr());
+        }
+        // Apache writes the error page (ErrorDocument applies).
+        return response.status as c_int;
+    }
+    r.status = c_int::from(response.status);
+    for (name, value) in &response.headers {
+        if name.eq_ignore_ascii_case("content-length") {
+            continue;
+        }
+        let value = pool_str(r.pool, value);
+        if name.eq_ignore_ascii_case("content-type") {
+            ffi::ap_set_content_type(r, value);
+        } else {
+            ffi::apr_table_add(r.headers_out, pool_str(r.pool, name.as_bytes()), value);
+        }
+    }
+    ffi::ap_set_content_length(r, response.body.len() as _);
+    if !response.body.is_empty()
+        && ffi::ap_rwrite(
+            response.body.as_ptr().cast(),
+            response.body.len() as c_int,
+            r,
+        ) < 0
+    {
+        // The client went away; nothing more to send.
+        return ffi::OK as c_int;
+    }
+    ffi::OK as c_int
+}
+
+/// Serve an application request (handler `wasmpy-app`).
+pub unsafe fn serve(r: &mut request_rec) -> Result<c_int, String> {
+    let tenant = text(ffi::apr_table_get(r.notes, NOTE_TENANT.as_ptr())).to_string();
+    let script_name = text(ffi::apr_table_get(r.notes, NOTE_SCRIPT_NAME.as_ptr())).to_string();
+    let Some(sandbox) = sandbox() else {
+        return Err(format!(
+            "no sandbox in this child: request for tenant {tenant} refused"
+        ));
+    };
+    let Some(policy) = sandbox.tenant(&tenant).map(|t| t.policy) else {
+        return Ok(ffi::HTTP_NOT_FOUND as c_int);
+    };
+    let body = match read_body(r, policy.limits.max_body_bytes) {
+        Ok(body) => body,
+        Err(status) => return Ok(status),
+    };
+    let request = to_request(r, &script_name, body);
+    let response = sandbox.dispatch(&tenant, request);
+    if response.outcome != Outcome::Ok {
+        let msg = CString::new(format!(
+            "mod_wasmpy: [tenant {tenant}] {} {}: {:?} -> {}",
+            text(r.method),
+            text(r.uri),
+            response.outcome,
+            response.status
+        ))
+        .unwrap_or_default();
+        ffi::wasmpy_shim_log_request(r, ffi::APLOG_WARNING as c_int, msg.as_ptr());
+    }
+    Ok(write_response(r, response))
+}

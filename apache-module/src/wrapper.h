@@ -1,0 +1,16 @@
+/* The httpd and APR declarations the module uses (input to bindgen). */
+#include "httpd.h"
+#include "http_config.h"
+#include "http_core.h"
+#include "http_log.h"
+#include "http_protocol.h"
+#include "http_request.h"
+#include "unixd.h"
+#include "apr_strings.h"
+#include "apr_tables.h"
+
+/* Helpers of the C shim (src/shim.c): httpd macros made callable. */
+void wasmpy_shim_log_server(const server_rec *s, int level, const char *msg);
+void wasmpy_shim_log_request(const request_rec *r, int level, const char *msg);
+void wasmpy_shim_register_hooks(apr_pool_t *p);
+extern const command_rec wasmpy_shim_cmds[];
