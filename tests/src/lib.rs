@@ -228,7 +228,7 @@ pub fn request(
 ) -> Reply {
     let mut head = format!("{method} {target} HTTP/1.1\r\nConnection: close\r\n");
     if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
-        head.push_str("Host: 127.0.0.1\r\n");
+        head.push_str(&format!("Host: 127.0.0.1:{port}\r\n"));
     }
     for (name, value) in headers {
         head.push_str(&format!("{name}: {value}\r\n"));
@@ -292,5 +292,110 @@ fn dechunk(mut data: &[u8]) -> Vec<u8> {
         }
         out.extend_from_slice(&data[eol + 2..eol + 2 + size]);
         data = &data[eol + 2 + size + 2..];
+    }
+}
+
+/// The Debian Apache running mod_wasmpy, started by `wasmpy apache`.
+pub struct Apache {
+    /// The `wasmpy apache` process (it execs apache2: this is Apache's parent).
+    pub process: Process,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// Its run directory (httpd.conf, error.log, access.log).
+    pub run_dir: PathBuf,
+}
+
+impl Apache {
+    /// Start Apache with `mpm` ("event" or "prefork") on the tenants of `tenants_dir`.
+    pub fn start(tenants_dir: &Path, mpm: &str) -> Apache {
+        let port = free_port();
+        let run_dir = tenants_dir.join(format!("../apache-{mpm}-{port}"));
+        let mut command = Command::new(binary("wasmpy"));
+        command
+            .arg("apache")
+            .arg(tenants_dir)
+            .args(["--port", &port.to_string(), "--mpm", mpm])
+            .arg("--run-dir")
+            .arg(&run_dir);
+        // Its own process group: prefork's shutdown signals the whole group.
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let process = Process::spawn(command, tenants_dir.join(format!("../apache-{port}.out")));
+        let apache = Apache {
+            process,
+            port,
+            run_dir,
+        };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "Apache did not start:\n{}\n{}",
+                apache.process.log_text(),
+                apache.error_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        apache
+    }
+
+    /// The error log so far.
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.run_dir.join("error.log")).unwrap_or_default()
+    }
+
+    /// The access log so far.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self.run_dir.join("access.log")).unwrap_or_default()
+    }
+
+    /// Pids of Apache's children.
+    pub fn children(&self) -> Vec<u32> {
+        let parent = self.process.id();
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+                continue;
+            };
+            let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+            // pid (comm) state ppid ...
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, rest)| rest.split_whitespace().nth(1));
+            if ppid == Some(&parent.to_string()) {
+                out.push(pid);
+            }
+        }
+        out
+    }
+}
+
+impl Drop for Apache {
+    fn drop(&mut self) {
+        // A graceful stop (SIGTERM) lets Apache reap its children.
+        self.process.terminate(Duration::from_secs(15));
+    }
+}
+
+impl Process {
+    /// The process id.
+    pub fn id(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    pub fn terminate(&mut self, grace: Duration) {
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
+        let started = Instant::now();
+        while started.elapsed() < grace {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

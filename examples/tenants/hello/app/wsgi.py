@@ -8,7 +8,7 @@ COUNTER = {"requests": 0}
 def application(environ, start_response):
     COUNTER["requests"] += 1
     path = environ["PATH_INFO"]
-    if path == "/environ":
+    if path.startswith("/environ"):
         body = json.dumps(
             {k: v for k, v in environ.items() if isinstance(v, str)}, sort_keys=True, indent=1
         ).encode()
