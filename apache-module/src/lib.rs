@@ -319,6 +319,14 @@ unsafe extern "C" fn child_exit(_data: *mut c_void) -> ffi::apr_status_t {
 pub unsafe extern "C" fn wasmpy_child_init(pchild: *mut apr_pool_t, s: *mut server_rec) {
     MAIN_SERVER.store(s as usize, Ordering::Relaxed);
     guard((), || {
+        // The sandbox's own diagnostics: children's stderr is the error log.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("WASMPY_LOG").unwrap_or_else(|_| "warn".into()),
+            )
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .try_init();
         let config = config();
         if config.mounts.is_empty() {
             return;

@@ -161,7 +161,7 @@ impl DevServer {
         for (k, v) in extra_env {
             command.env(k, v);
         }
-        let log = tenants_dir.join(format!("../serve-{port}.log"));
+        let log = tenants_dir.join(format!(".serve-{port}.log"));
         let process = Process::spawn(command, log);
         wait_for_port(port, Duration::from_secs(120));
         DevServer { process, port }
@@ -309,7 +309,7 @@ impl Apache {
     /// Start Apache with `mpm` ("event" or "prefork") on the tenants of `tenants_dir`.
     pub fn start(tenants_dir: &Path, mpm: &str) -> Apache {
         let port = free_port();
-        let run_dir = tenants_dir.join(format!("../apache-{mpm}-{port}"));
+        let run_dir = tenants_dir.join(format!(".apache-{mpm}-{port}"));
         let mut command = Command::new(binary("wasmpy"));
         command
             .arg("apache")
@@ -319,7 +319,7 @@ impl Apache {
             .arg(&run_dir);
         // Its own process group: prefork's shutdown signals the whole group.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let process = Process::spawn(command, tenants_dir.join(format!("../apache-{port}.out")));
+        let process = Process::spawn(command, tenants_dir.join(format!(".apache-{port}.out")));
         let apache = Apache {
             process,
             port,

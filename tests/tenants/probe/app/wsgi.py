@@ -76,6 +76,10 @@ def application(environ, start_response):
     elif path == "/sleep":
         import time
         time.sleep(3600)
+    elif path == "/nap":
+        import time
+        time.sleep(1)
+        result = "rested"
     elif path == "/raise":
         raise RuntimeError("probe raised on purpose")
     elif path == "/print":
