@@ -17,7 +17,7 @@ mod status;
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use wasmpy_sandbox::{EngineSettings, RuntimeFiles, Sandbox, SandboxConfig};
@@ -66,6 +66,9 @@ static CONFIG: Mutex<ModuleConfig> = Mutex::new(ModuleConfig {
 });
 /// The child's sandbox (none in the parent).
 static SANDBOX: RwLock<Option<Arc<Sandbox>>> = RwLock::new(None);
+/// The child's status publisher: its stop flag and thread.
+type Publisher = (Arc<AtomicBool>, std::thread::JoinHandle<()>);
+static PUBLISHER: Mutex<Option<Publisher>> = Mutex::new(None);
 /// The main server_rec, for logging from sandbox threads.
 static MAIN_SERVER: AtomicUsize = AtomicUsize::new(0);
 
@@ -305,6 +308,11 @@ unsafe fn prepare_cache(settings: &SandboxConfig) -> Result<(), String> {
 /// Pool cleanup of the child: stop the sandbox's threads, free instances.
 unsafe extern "C" fn child_exit(_data: *mut c_void) -> ffi::apr_status_t {
     guard((), || {
+        let publisher = PUBLISHER.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some((stop, thread)) = publisher {
+            stop.store(true, Ordering::Relaxed);
+            let _ = thread.join();
+        }
         let sandbox = SANDBOX.write().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(sandbox) = sandbox {
             sandbox.shutdown();
@@ -332,6 +340,7 @@ pub unsafe extern "C" fn wasmpy_child_init(pchild: *mut apr_pool_t, s: *mut serv
             return;
         }
         let settings = sandbox_config(&config);
+        let status_dir = status::status_dir(&settings.cache_dir);
         let tenants: Vec<_> = config.tenants.values().cloned().collect();
         drop(config);
         let sandbox = match Sandbox::new(settings) {
@@ -354,6 +363,17 @@ pub unsafe extern "C" fn wasmpy_child_init(pchild: *mut apr_pool_t, s: *mut serv
                     &format!("mod_wasmpy: tenant {name}: {e}"),
                 );
             }
+        }
+        let stop = Arc::new(AtomicBool::new(false));
+        let publisher = {
+            let (sandbox, stop) = (Arc::clone(&sandbox), Arc::clone(&stop));
+            std::thread::Builder::new()
+                .name("wasmpy-status".into())
+                .spawn(move || status::publish_loop(sandbox, status_dir, stop))
+        };
+        match publisher {
+            Ok(thread) => *PUBLISHER.lock().unwrap_or_else(|e| e.into_inner()) = Some((stop, thread)),
+            Err(e) => log_server(s, ffi::APLOG_WARNING, &format!("mod_wasmpy: no status publisher: {e}")),
         }
         *SANDBOX.write().unwrap_or_else(|e| e.into_inner()) = Some(sandbox);
         ffi::apr_pool_cleanup_register(

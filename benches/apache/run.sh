@@ -132,7 +132,10 @@ write_wsgi_conf() {
     fi
     echo "WSGISocketPrefix $run_dir/wsgi"
     if [ "$mode" = daemon ]; then
-      echo "WSGIDaemonProcess hello processes=2 threads=15"
+      # home=: the daemons chdir to it; the default, the User's home
+      # directory, may not exist (nobody: /nonexistent) and then every
+      # daemon start fails and requests hang.
+      echo "WSGIDaemonProcess hello processes=2 threads=15 home=$(dirname "$app")"
       echo "WSGIProcessGroup hello"
     fi
     echo "WSGIApplicationGroup %{GLOBAL}"
@@ -182,10 +185,11 @@ stop_server() {
   server_pid=""
 }
 
-# wait_port RUN_DIR URL: wait (up to 30 s) until the server answers HTTP at all.
+# wait_port RUN_DIR URL: wait (up to 30 s) until the server answers HTTP at all
+# (any status: check_hello judges the answer).
 wait_port() {
-  local run_dir="$1" url="$2" i
-  for ((i = 0; i < 300; i++)); do
+  local run_dir="$1" url="$2" deadline=$((SECONDS + 30))
+  while ((SECONDS < deadline)); do
     if curl -s -o /dev/null --max-time 2 "$url"; then
       return 0
     fi
@@ -199,7 +203,7 @@ wait_port() {
 # check_hello RUN_DIR URL: the app must answer 200 "Hello, World!".
 check_hello() {
   local run_dir="$1" url="$2" out status body
-  out="$(curl -s --max-time 30 -w '\n%{http_code}' "$url")" || fail "$run_dir" "curl $url failed"
+  out="$(curl -s --max-time 30 -w '\n%{http_code}' "$url")" || fail "$run_dir" "curl $url failed (exit $?)"
   status="${out##*$'\n'}"
   body="${out%$'\n'*}"
   if [ "$status" != 200 ] || [ "$body" != "Hello, World!" ]; then

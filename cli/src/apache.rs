@@ -31,6 +31,8 @@ pub struct Options {
     pub user: String,
     /// Only check the configuration (`apache2 -t`).
     pub configtest: bool,
+    /// Apache child processes.
+    pub processes: u32,
 }
 
 /// The module next to this executable (a cargo build) or the installed one.
@@ -82,14 +84,19 @@ LoadModule headers_module {modules}/mod_headers.so
 LoadModule wasmpy_module {module}
 
 <IfModule mpm_event_module>
-    StartServers 2
+    StartServers {processes}
+    ServerLimit {processes}
     ThreadsPerChild 25
-    ServerLimit 4
-    MaxRequestWorkers 100
+    MaxRequestWorkers {event_workers}
+    MinSpareThreads 1
+    MaxSpareThreads {event_workers}
 </IfModule>
 <IfModule mpm_prefork_module>
-    StartServers 4
-    MaxRequestWorkers 16
+    StartServers {processes}
+    ServerLimit {processes}
+    MinSpareServers 1
+    MaxSpareServers {processes}
+    MaxRequestWorkers {processes}
 </IfModule>
 
 AddOutputFilterByType DEFLATE text/html text/plain application/json
@@ -104,6 +111,8 @@ WasmPyCacheDir "{run}/cache"
 "#,
         tenants_dir = opts.tenants_dir.display(),
         mpm = opts.mpm,
+        processes = opts.processes,
+        event_workers = opts.processes * 25,
         modules = MODULES_DIR,
         module = module.display(),
         runtime = opts.runtime.display(),

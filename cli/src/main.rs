@@ -77,6 +77,10 @@ enum Command {
         /// Only check the generated configuration (apache2 -t).
         #[arg(long)]
         configtest: bool,
+        /// Apache child processes (default: 2 under event, 25 threads each;
+        /// 8 under prefork).
+        #[arg(long)]
+        processes: Option<u32>,
         /// Runtime directory (gateway.wasm + python/).
         #[arg(long, env = "WASMPY_RUNTIME")]
         runtime: Option<PathBuf>,
@@ -186,8 +190,10 @@ fn main() -> ExitCode {
             module,
             user,
             configtest,
+            processes,
             runtime,
         } => apache::run(apache::Options {
+            processes: processes.unwrap_or(if mpm == "prefork" { 8 } else { 2 }).max(1),
             tenants_dir,
             port,
             run_dir,

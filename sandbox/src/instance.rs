@@ -2,6 +2,8 @@
 //! the capabilities a tenant's policy grants.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use wasmpy_policies::Tenant;
@@ -21,13 +23,44 @@ pub const GUEST_STDLIB: &str = "/python";
 /// Guest path of the tenant's writable bytecode cache.
 pub const GUEST_PYCACHE: &str = "/.wasmpy/pycache";
 
-/// Memory accounting and the per-instance memory cap.
+/// What all instances of the process use together, against the global caps.
+#[derive(Debug)]
+pub struct GlobalUsage {
+    /// Live instances.
+    pub instances: AtomicU32,
+    /// Bytes of linear memory held by all instances.
+    pub memory: AtomicU64,
+    /// Cap on `memory` (bytes).
+    pub max_memory: u64,
+}
+
+/// Memory accounting, the per-instance cap and the process-wide cap.
 pub(crate) struct MemoryLimiter {
     cap: usize,
+    global: Arc<GlobalUsage>,
     /// Bytes of linear memory currently allocated by the instance.
     pub in_use: usize,
-    /// Set when a growth was refused because of the cap.
+    /// Set when a growth was refused because of a cap.
     pub refused: bool,
+}
+
+impl MemoryLimiter {
+    fn new(cap: usize, global: Arc<GlobalUsage>) -> Self {
+        global.instances.fetch_add(1, Ordering::Relaxed);
+        MemoryLimiter {
+            cap,
+            global,
+            in_use: 0,
+            refused: false,
+        }
+    }
+}
+
+impl Drop for MemoryLimiter {
+    fn drop(&mut self) {
+        self.global.instances.fetch_sub(1, Ordering::Relaxed);
+        self.global.memory.fetch_sub(self.in_use as u64, Ordering::Relaxed);
+    }
 }
 
 impl ResourceLimiter for MemoryLimiter {
@@ -37,8 +70,19 @@ impl ResourceLimiter for MemoryLimiter {
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        let grown = self.in_use - current.min(self.in_use) + desired;
-        if grown > self.cap {
+        let delta = desired.saturating_sub(current);
+        let grown = self.in_use + delta;
+        let global = &self.global;
+        let within_global = global
+            .memory
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |used| {
+                (used + delta as u64 <= global.max_memory).then_some(used + delta as u64)
+            })
+            .is_ok();
+        if grown > self.cap || !within_global {
+            if within_global {
+                global.memory.fetch_sub(delta as u64, Ordering::Relaxed);
+            }
             self.refused = true;
             return Ok(false);
         }
@@ -149,17 +193,14 @@ impl Instance {
         tenant: &Tenant,
         pycache: Option<&PathBuf>,
         log_sink: &LogSink,
+        global: &Arc<GlobalUsage>,
     ) -> Result<Instance, CreateError> {
         let policy = &tenant.policy;
         let log = LogPipe::new(policy.limits.log_limit_bytes as usize);
         let state = HostState {
             wasi: wasi_context(runtime, tenant, pycache, &log)?,
             table: ResourceTable::new(),
-            limiter: MemoryLimiter {
-                cap: policy.limits.memory_bytes as usize,
-                in_use: 0,
-                refused: false,
-            },
+            limiter: MemoryLimiter::new(policy.limits.memory_bytes as usize, Arc::clone(global)),
         };
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|state| &mut state.limiter);

@@ -12,6 +12,7 @@
 mod instance;
 mod logpipe;
 mod pool;
+mod reload;
 mod runtime;
 
 use std::collections::HashMap;
@@ -23,7 +24,9 @@ use std::time::{Duration, Instant};
 
 use wasmpy_policies::Tenant;
 
+pub use instance::GlobalUsage;
 pub use logpipe::LogPipe;
+pub use reload::RELOAD_MARKER;
 pub use runtime::{EngineSettings, RuntimeFiles, MAX_MEMORY_BYTES};
 
 use instance::{CreateError, Instance};
@@ -220,6 +223,8 @@ struct Inner {
     log_sink: LogSink,
     stop: AtomicBool,
     next_generation: std::sync::atomic::AtomicU64,
+    global: Arc<GlobalUsage>,
+    max_instances: u32,
 }
 
 /// The process-wide sandbox: the engine, the runtime and all tenant pools.
@@ -270,6 +275,12 @@ impl Sandbox {
             log_sink: config.log_sink.unwrap_or_else(tracing_sink),
             stop: AtomicBool::new(false),
             next_generation: 1.into(),
+            global: Arc::new(GlobalUsage {
+                instances: 0.into(),
+                memory: 0.into(),
+                max_memory: config.engine.max_memory,
+            }),
+            max_instances: config.engine.max_instances.min(config.engine.pool_slots),
         });
         let sandbox = Sandbox {
             inner,
@@ -320,18 +331,25 @@ impl Sandbox {
     /// the new generation; requests in flight finish on the old one, whose
     /// instances are dropped when the last of them returns.
     pub fn add_tenant(&self, tenant: Tenant) -> Result<u64, SandboxError> {
-        let pycache = self.inner.cache_dir.join("pycache").join(&tenant.name);
-        std::fs::create_dir_all(&pycache).map_err(|e| SandboxError::Cache(pycache.clone(), e))?;
-        let generation = self.inner.next_generation.fetch_add(1, Ordering::Relaxed);
-        let name = tenant.name.clone();
-        let pool = Arc::new(Pool::new(tenant, generation, Some(pycache)));
-        self.inner
-            .tenants
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(name.clone(), pool);
-        tracing::info!(tenant = %name, generation, "tenant loaded");
+        let pool = self.inner.new_pool(tenant)?;
+        let generation = pool.generation;
+        self.inner.install(pool);
         Ok(generation)
+    }
+
+    /// Reload a tenant from its directory now (as the watcher does when it
+    /// notices a deployment): `Ok(Some(generation))` when a new generation
+    /// serves, `Ok(None)` when nothing changed, `Err` (the old generation
+    /// keeps serving) when the new policy or code does not load.
+    pub fn reload_tenant(&self, name: &str) -> Result<Option<u64>, String> {
+        let pool = self.inner.pool(name).ok_or_else(|| format!("no tenant {name}"))?;
+        self.inner.reload(&pool, true)
+    }
+
+    /// Instances and linear memory of all tenants together.
+    pub fn usage(&self) -> (u32, u64) {
+        let global = &self.inner.global;
+        (global.instances.load(Ordering::Relaxed), global.memory.load(Ordering::Relaxed))
     }
 
     /// Remove a tenant: later requests for it get 404.
@@ -522,12 +540,90 @@ impl Inner {
         (self.log_sink)(tenant, line);
     }
 
+    fn new_pool(&self, tenant: Tenant) -> Result<Arc<Pool>, SandboxError> {
+        let pycache = self.cache_dir.join("pycache").join(&tenant.name);
+        std::fs::create_dir_all(&pycache).map_err(|e| SandboxError::Cache(pycache.clone(), e))?;
+        let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
+        Ok(Arc::new(Pool::new(tenant, generation, Some(pycache))))
+    }
+
+    /// Make `pool` the one serving its tenant; the previous generation
+    /// finishes its requests and is dropped with its last reference.
+    fn install(&self, pool: Arc<Pool>) {
+        let name = pool.tenant.name.clone();
+        let generation = pool.generation;
+        self.tenants.write().unwrap_or_else(|e| e.into_inner()).insert(name.clone(), pool);
+        tracing::info!(tenant = %name, generation, "tenant loaded");
+    }
+
+    /// Load a new generation of `pool`'s tenant if its deployment changed
+    /// (or `force`), warm one instance of it, and switch to it. On any
+    /// failure the current generation keeps serving and the reason is logged.
+    fn reload(&self, pool: &Arc<Pool>, force: bool) -> Result<Option<u64>, String> {
+        let name = pool.tenant.name.clone();
+        let now = reload::fingerprint(&pool.tenant);
+        if !force {
+            let refused = pool.refused.lock().unwrap_or_else(|e| e.into_inner());
+            if now == pool.fingerprint || refused.as_ref() == Some(&now) {
+                return Ok(None);
+            }
+        }
+        let refuse = |why: String| {
+            *pool.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(now.clone());
+            let message = format!(
+                "mod_wasmpy: new deployment refused, generation {} keeps serving: {why}",
+                pool.generation
+            );
+            for line in message.lines() {
+                self.log(&name, line);
+            }
+            Err(why)
+        };
+        let tenant = match wasmpy_policies::load_tenant(&pool.tenant.dir) {
+            Ok(tenant) => tenant,
+            Err(errors) => return refuse(errors.to_string()),
+        };
+        let next = self.new_pool(tenant).map_err(|e| e.to_string())?;
+        // Warm the new generation before it takes requests: no request pays
+        // its cold start, and code that does not import never serves.
+        match self.tokio.block_on(self.create(&next)) {
+            Ok(instance) => next.add_idle(instance),
+            Err((_, why)) => return refuse(why),
+        }
+        let generation = next.generation;
+        self.install(next);
+        self.log(&name, &format!("mod_wasmpy: reloaded, generation {generation} serves"));
+        Ok(Some(generation))
+    }
+
+    /// Make room under the process-wide instance cap by dropping the least
+    /// recently used idle instance of any tenant.
+    fn evict_idle(&self) -> bool {
+        let pools: Vec<Arc<Pool>> = self.tenants().values().cloned().collect();
+        let oldest = pools.iter().filter_map(|p| p.oldest_idle().map(|t| (t, p))).min_by_key(|(t, _)| *t);
+        match oldest.and_then(|(_, pool)| pool.take_oldest_idle()) {
+            Some(instance) => {
+                drop(instance);
+                true
+            }
+            None => false,
+        }
+    }
+
     async fn create(&self, pool: &Pool) -> Result<Instance, (Outcome, String)> {
         let tenant = &pool.tenant;
+        while self.global.instances.load(Ordering::Relaxed) >= self.max_instances {
+            if !self.evict_idle() {
+                return Err((
+                    Outcome::QueueTimeout,
+                    format!("mod_wasmpy: all {} instances of this process are busy", self.max_instances),
+                ));
+            }
+        }
         let started = Instant::now();
         let created = tokio::time::timeout(
             tenant.policy.limits.request_timeout,
-            Instance::create(&self.runtime, tenant, pool.pycache.as_ref(), &self.log_sink),
+            Instance::create(&self.runtime, tenant, pool.pycache.as_ref(), &self.log_sink, &self.global),
         )
         .await;
         Counters::bump(&pool.counters.instances_created);
@@ -626,6 +722,7 @@ impl Inner {
         let pools: Vec<Arc<Pool>> = self.tenants().values().cloned().collect();
         let now = Instant::now();
         for pool in pools {
+            let _ = self.reload(&pool, false);
             let expired = pool.take_expired(now);
             if !expired.is_empty() {
                 tracing::debug!(tenant = %pool.tenant.name, count = expired.len(), "idle instances dropped");

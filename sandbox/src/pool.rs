@@ -9,6 +9,7 @@ use std::time::Instant;
 use wasmpy_policies::Tenant;
 
 use crate::instance::Instance;
+use crate::reload::{fingerprint, Fingerprint};
 
 /// Counters of one tenant generation, as shown by status pages.
 #[derive(Debug, Default)]
@@ -48,6 +49,10 @@ pub(crate) struct Pool {
     pub generation: u64,
     pub pycache: Option<PathBuf>,
     pub counters: Counters,
+    /// The deployment this generation was loaded from.
+    pub fingerprint: Fingerprint,
+    /// A newer deployment that failed to load (not retried until it changes).
+    pub refused: Mutex<Option<Fingerprint>>,
     state: Mutex<PoolState>,
     freed: Condvar,
 }
@@ -58,6 +63,8 @@ pub(crate) struct QueueTimeout;
 impl Pool {
     pub fn new(tenant: Tenant, generation: u64, pycache: Option<PathBuf>) -> Self {
         Pool {
+            fingerprint: fingerprint(&tenant),
+            refused: Mutex::default(),
             tenant,
             generation,
             pycache,
@@ -141,6 +148,19 @@ impl Pool {
         let want = limits.min_idle.min(limits.max_instances);
         (want.saturating_sub(state.idle.len() as u32))
             .min(limits.max_instances.saturating_sub(live))
+    }
+
+    /// Remove the least recently used idle instance, if any (to make room
+    /// under the process-wide instance cap), with its last use.
+    pub fn take_oldest_idle(&self) -> Option<Instance> {
+        let mut state = self.lock();
+        let oldest = (0..state.idle.len()).min_by_key(|&i| state.idle[i].last_used)?;
+        Some(state.idle.remove(oldest))
+    }
+
+    /// When the least recently used idle instance was last used.
+    pub fn oldest_idle(&self) -> Option<Instant> {
+        self.lock().idle.iter().map(|i| i.last_used).min()
     }
 
     /// Add a pre-started instance to the idle set.

@@ -41,15 +41,18 @@ impl RuntimeFiles {
 pub struct EngineSettings {
     /// Instance slots of the pooling allocator (all tenants of one process).
     pub pool_slots: u32,
-    /// Epoch tick: the granularity of request deadlines.
-    pub tick: std::time::Duration,
+    /// Most instances alive at once, all tenants together (at most `pool_slots`).
+    pub max_instances: u32,
+    /// Most linear memory of all instances together, in bytes.
+    pub max_memory: u64,
 }
 
 impl Default for EngineSettings {
     fn default() -> Self {
         EngineSettings {
             pool_slots: 256,
-            tick: std::time::Duration::from_millis(5),
+            max_instances: 256,
+            max_memory: 16 << 30,
         }
     }
 }
