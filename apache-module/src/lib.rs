@@ -330,7 +330,8 @@ pub unsafe extern "C" fn wasmpy_child_init(pchild: *mut apr_pool_t, s: *mut serv
         // The sandbox's own diagnostics: children's stderr is the error log.
         let _ = tracing_subscriber::fmt()
             .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_env("WASMPY_LOG").unwrap_or_else(|_| "warn".into()),
+                tracing_subscriber::EnvFilter::try_from_env("WASMPY_LOG")
+                    .unwrap_or_else(|_| "warn".into()),
             )
             .with_writer(std::io::stderr)
             .with_ansi(false)
@@ -372,8 +373,14 @@ pub unsafe extern "C" fn wasmpy_child_init(pchild: *mut apr_pool_t, s: *mut serv
                 .spawn(move || status::publish_loop(sandbox, status_dir, stop))
         };
         match publisher {
-            Ok(thread) => *PUBLISHER.lock().unwrap_or_else(|e| e.into_inner()) = Some((stop, thread)),
-            Err(e) => log_server(s, ffi::APLOG_WARNING, &format!("mod_wasmpy: no status publisher: {e}")),
+            Ok(thread) => {
+                *PUBLISHER.lock().unwrap_or_else(|e| e.into_inner()) = Some((stop, thread))
+            }
+            Err(e) => log_server(
+                s,
+                ffi::APLOG_WARNING,
+                &format!("mod_wasmpy: no status publisher: {e}"),
+            ),
         }
         *SANDBOX.write().unwrap_or_else(|e| e.into_inner()) = Some(sandbox);
         ffi::apr_pool_cleanup_register(

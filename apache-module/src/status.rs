@@ -117,7 +117,10 @@ pub fn publish_loop(sandbox: Arc<Sandbox>, dir: PathBuf, stop: Arc<AtomicBool>) 
 /// highest), and how many children contributed.
 fn collect(dir: &Path, own: &[TenantStats]) -> (usize, BTreeMap<String, [u64; FIELDS]>) {
     let me = std::process::id();
-    let mut per_child = vec![own.iter().map(|t| (t.name.clone(), values(t))).collect::<Vec<_>>()];
+    let mut per_child = vec![own
+        .iter()
+        .map(|t| (t.name.clone(), values(t)))
+        .collect::<Vec<_>>()];
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
             continue;
@@ -126,7 +129,9 @@ fn collect(dir: &Path, own: &[TenantStats]) -> (usize, BTreeMap<String, [u64; FI
         if pid == me || !alive {
             continue;
         }
-        per_child.push(decode(&std::fs::read_to_string(entry.path()).unwrap_or_default()));
+        per_child.push(decode(
+            &std::fs::read_to_string(entry.path()).unwrap_or_default(),
+        ));
     }
     let mut totals: BTreeMap<String, [u64; FIELDS]> = BTreeMap::new();
     for (name, v) in per_child.iter().flatten() {
@@ -154,7 +159,9 @@ fn json(children: usize, totals: &BTreeMap<String, [u64; FIELDS]>) -> String {
 }
 
 fn html(children: usize, totals: &BTreeMap<String, [u64; FIELDS]>) -> String {
-    let mut out = String::from("<!doctype html>\n<title>mod_wasmpy status</title>\n<h1>mod_wasmpy status</h1>\n");
+    let mut out = String::from(
+        "<!doctype html>\n<title>mod_wasmpy status</title>\n<h1>mod_wasmpy status</h1>\n",
+    );
     let _ = writeln!(
         out,
         "<p>{children} Apache children; counters summed over them (up to a second old).</p>"
@@ -181,7 +188,8 @@ pub unsafe fn serve(r: &mut request_rec) -> Result<c_int, String> {
     let dir = status_dir(&crate::config().cache_dir());
     let (children, totals) = collect(&dir, &own);
     let accept = text(ffi::apr_table_get(r.headers_in, c"Accept".as_ptr()));
-    let wants_json = text(r.args).split('&').any(|a| a == "json") || accept.contains("application/json");
+    let wants_json =
+        text(r.args).split('&').any(|a| a == "json") || accept.contains("application/json");
     let (body, content_type) = if wants_json {
         (json(children, &totals), c"application/json")
     } else {

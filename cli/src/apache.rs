@@ -33,6 +33,8 @@ pub struct Options {
     pub configtest: bool,
     /// Apache child processes.
     pub processes: u32,
+    /// Cache directory (default: `<run_dir>/cache`).
+    pub cache_dir: Option<PathBuf>,
 }
 
 /// The module next to this executable (a cargo build) or the installed one.
@@ -103,7 +105,7 @@ AddOutputFilterByType DEFLATE text/html text/plain application/json
 Header always set X-Content-Type-Options nosniff
 
 {user}WasmPyRuntime "{runtime}"
-WasmPyCacheDir "{run}/cache"
+WasmPyCacheDir "{cache}"
 
 # Path-prefix routing: http://127.0.0.1:{port}/<tenant>/
 <VirtualHost 127.0.0.1:{port}>
@@ -112,6 +114,11 @@ WasmPyCacheDir "{run}/cache"
         tenants_dir = opts.tenants_dir.display(),
         mpm = opts.mpm,
         processes = opts.processes,
+        cache = opts
+            .cache_dir
+            .clone()
+            .unwrap_or_else(|| opts.run_dir.join("cache"))
+            .display(),
         event_workers = opts.processes * 25,
         modules = MODULES_DIR,
         module = module.display(),

@@ -77,6 +77,9 @@ enum Command {
         /// Only check the generated configuration (apache2 -t).
         #[arg(long)]
         configtest: bool,
+        /// Cache directory for the compiled runtime and bytecode (default: RUN_DIR/cache).
+        #[arg(long, env = "WASMPY_CACHE_DIR")]
+        cache_dir: Option<PathBuf>,
         /// Apache child processes (default: 2 under event, 25 threads each;
         /// 8 under prefork).
         #[arg(long)]
@@ -191,9 +194,13 @@ fn main() -> ExitCode {
             user,
             configtest,
             processes,
+            cache_dir,
             runtime,
         } => apache::run(apache::Options {
-            processes: processes.unwrap_or(if mpm == "prefork" { 8 } else { 2 }).max(1),
+            cache_dir: cache_dir.map(|d| std::path::absolute(&d).unwrap_or(d)),
+            processes: processes
+                .unwrap_or(if mpm == "prefork" { 8 } else { 2 })
+                .max(1),
             tenants_dir,
             port,
             run_dir,

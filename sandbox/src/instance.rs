@@ -59,7 +59,9 @@ impl MemoryLimiter {
 impl Drop for MemoryLimiter {
     fn drop(&mut self) {
         self.global.instances.fetch_sub(1, Ordering::Relaxed);
-        self.global.memory.fetch_sub(self.in_use as u64, Ordering::Relaxed);
+        self.global
+            .memory
+            .fetch_sub(self.in_use as u64, Ordering::Relaxed);
     }
 }
 

@@ -46,6 +46,10 @@ pub use bindings::Request;
 /// Granularity of request deadlines: the epoch ticker's period.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 
+/// How often deployments are checked, idle instances expired and warm
+/// instances pre-started.
+pub const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(500);
+
 /// Epoch ticks that cover `timeout` (at least one).
 pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
     (timeout.as_micros() / EPOCH_TICK.as_micros()) as u64 + 1
@@ -293,14 +297,10 @@ impl Sandbox {
             }
         })?;
         sandbox.spawn("wasmpy-housekeeping", |inner| {
-            let mut last = Instant::now();
-            while !inner.stop.load(Ordering::Relaxed) {
-                std::thread::sleep(Duration::from_millis(50));
-                if last.elapsed() >= Duration::from_millis(500) {
-                    last = Instant::now();
-                    inner.housekeeping();
-                }
-            }
+            inner.every(HOUSEKEEPING_PERIOD, Inner::housekeeping)
+        })?;
+        sandbox.spawn("wasmpy-prewarm", |inner| {
+            inner.every(HOUSEKEEPING_PERIOD, Inner::prewarm)
         })?;
         Ok(sandbox)
     }
@@ -342,14 +342,20 @@ impl Sandbox {
     /// serves, `Ok(None)` when nothing changed, `Err` (the old generation
     /// keeps serving) when the new policy or code does not load.
     pub fn reload_tenant(&self, name: &str) -> Result<Option<u64>, String> {
-        let pool = self.inner.pool(name).ok_or_else(|| format!("no tenant {name}"))?;
+        let pool = self
+            .inner
+            .pool(name)
+            .ok_or_else(|| format!("no tenant {name}"))?;
         self.inner.reload(&pool, true)
     }
 
     /// Instances and linear memory of all tenants together.
     pub fn usage(&self) -> (u32, u64) {
         let global = &self.inner.global;
-        (global.instances.load(Ordering::Relaxed), global.memory.load(Ordering::Relaxed))
+        (
+            global.instances.load(Ordering::Relaxed),
+            global.memory.load(Ordering::Relaxed),
+        )
     }
 
     /// Remove a tenant: later requests for it get 404.
@@ -536,6 +542,19 @@ impl Inner {
         self.tenants().get(name).cloned()
     }
 
+    /// Run `work` every `period` until the sandbox stops (checking the stop
+    /// flag often, so that shutdown is quick).
+    fn every(&self, period: Duration, work: fn(&Inner)) {
+        let mut last = Instant::now();
+        while !self.stop.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(50));
+            if last.elapsed() >= period {
+                last = Instant::now();
+                work(self);
+            }
+        }
+    }
+
     fn log(&self, tenant: &str, line: &str) {
         (self.log_sink)(tenant, line);
     }
@@ -552,7 +571,10 @@ impl Inner {
     fn install(&self, pool: Arc<Pool>) {
         let name = pool.tenant.name.clone();
         let generation = pool.generation;
-        self.tenants.write().unwrap_or_else(|e| e.into_inner()).insert(name.clone(), pool);
+        self.tenants
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.clone(), pool);
         tracing::info!(tenant = %name, generation, "tenant loaded");
     }
 
@@ -592,7 +614,10 @@ impl Inner {
         }
         let generation = next.generation;
         self.install(next);
-        self.log(&name, &format!("mod_wasmpy: reloaded, generation {generation} serves"));
+        self.log(
+            &name,
+            &format!("mod_wasmpy: reloaded, generation {generation} serves"),
+        );
         Ok(Some(generation))
     }
 
@@ -600,7 +625,10 @@ impl Inner {
     /// recently used idle instance of any tenant.
     fn evict_idle(&self) -> bool {
         let pools: Vec<Arc<Pool>> = self.tenants().values().cloned().collect();
-        let oldest = pools.iter().filter_map(|p| p.oldest_idle().map(|t| (t, p))).min_by_key(|(t, _)| *t);
+        let oldest = pools
+            .iter()
+            .filter_map(|p| p.oldest_idle().map(|t| (t, p)))
+            .min_by_key(|(t, _)| *t);
         match oldest.and_then(|(_, pool)| pool.take_oldest_idle()) {
             Some(instance) => {
                 drop(instance);
@@ -616,14 +644,23 @@ impl Inner {
             if !self.evict_idle() {
                 return Err((
                     Outcome::QueueTimeout,
-                    format!("mod_wasmpy: all {} instances of this process are busy", self.max_instances),
+                    format!(
+                        "mod_wasmpy: all {} instances of this process are busy",
+                        self.max_instances
+                    ),
                 ));
             }
         }
         let started = Instant::now();
         let created = tokio::time::timeout(
             tenant.policy.limits.request_timeout,
-            Instance::create(&self.runtime, tenant, pool.pycache.as_ref(), &self.log_sink, &self.global),
+            Instance::create(
+                &self.runtime,
+                tenant,
+                pool.pycache.as_ref(),
+                &self.log_sink,
+                &self.global,
+            ),
         )
         .await;
         Counters::bump(&pool.counters.instances_created);
@@ -717,28 +754,38 @@ impl Inner {
         response
     }
 
-    /// Periodic work: drop expired idle instances, pre-start warm ones.
+    /// Periodic work: notice deployments (and warm their new generation),
+    /// drop expired idle instances.
     fn housekeeping(&self) {
-        let pools: Vec<Arc<Pool>> = self.tenants().values().cloned().collect();
-        let now = Instant::now();
-        for pool in pools {
+        let pools = || -> Vec<Arc<Pool>> { self.tenants().values().cloned().collect() };
+        for pool in pools() {
             let _ = self.reload(&pool, false);
+        }
+        let now = Instant::now();
+        for pool in pools() {
             let expired = pool.take_expired(now);
             if !expired.is_empty() {
                 tracing::debug!(tenant = %pool.tenant.name, count = expired.len(), "idle instances dropped");
             }
-            drop(expired);
-            for _ in 0..pool.missing_warm() {
-                if self.stop.load(Ordering::Relaxed) {
-                    return;
-                }
-                match self.tokio.block_on(self.create(&pool)) {
-                    Ok(instance) => pool.add_idle(instance),
-                    Err((_, text)) => {
-                        for line in text.lines() {
-                            self.log(&pool.tenant.name, line);
-                        }
-                        break;
+        }
+    }
+
+    /// Pre-start instances up to each tenant's `min_idle`, one per tenant
+    /// and pass (its own thread: a slow import never delays housekeeping).
+    fn prewarm(&self) {
+        let pools: Vec<Arc<Pool>> = self.tenants().values().cloned().collect();
+        for pool in pools {
+            if self.stop.load(Ordering::Relaxed) {
+                return;
+            }
+            if pool.missing_warm() == 0 {
+                continue;
+            }
+            match self.tokio.block_on(self.create(&pool)) {
+                Ok(instance) => pool.add_idle(instance),
+                Err((_, text)) => {
+                    for line in text.lines() {
+                        self.log(&pool.tenant.name, line);
                     }
                 }
             }

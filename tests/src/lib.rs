@@ -308,6 +308,11 @@ pub struct Apache {
 impl Apache {
     /// Start Apache with `mpm` ("event" or "prefork") on the tenants of `tenants_dir`.
     pub fn start(tenants_dir: &Path, mpm: &str) -> Apache {
+        Apache::start_with(tenants_dir, mpm, &[])
+    }
+
+    /// Start Apache with extra `wasmpy apache` arguments.
+    pub fn start_with(tenants_dir: &Path, mpm: &str, extra: &[&str]) -> Apache {
         let port = free_port();
         let run_dir = tenants_dir.join(format!(".apache-{mpm}-{port}"));
         let mut command = Command::new(binary("wasmpy"));
@@ -316,7 +321,10 @@ impl Apache {
             .arg(tenants_dir)
             .args(["--port", &port.to_string(), "--mpm", mpm])
             .arg("--run-dir")
-            .arg(&run_dir);
+            .arg(&run_dir)
+            .arg("--cache-dir")
+            .arg(cache_dir())
+            .args(extra);
         // Its own process group: prefork's shutdown signals the whole group.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let process = Process::spawn(command, tenants_dir.join(format!(".apache-{port}.out")));

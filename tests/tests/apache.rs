@@ -349,14 +349,20 @@ fn the_installed_layout_serves_with_the_shipped_config() {
     // Run Apache on the installed files: the shipped .load and .conf, with
     // their absolute paths moved under DESTDIR.
     let relocate = |name: &str| {
-        let text = std::fs::read_to_string(dest.join("etc/apache2/mods-available").join(name)).unwrap();
+        let text =
+            std::fs::read_to_string(dest.join("etc/apache2/mods-available").join(name)).unwrap();
         let root = dest.display().to_string();
-        text.replace(" /usr/", &format!(" {root}/usr/")).replace(" /var/", &format!(" {root}/var/"))
+        text.replace(" /usr/", &format!(" {root}/usr/"))
+            .replace(" /var/", &format!(" {root}/var/"))
     };
     let port = wasmpy_tests::free_port();
     let run = scratch.path("run");
     std::fs::create_dir_all(&run).unwrap();
-    let user = if is_root() { "User www-data\nGroup www-data\n" } else { "" };
+    let user = if is_root() {
+        "User www-data\nGroup www-data\n"
+    } else {
+        ""
+    };
     let conf = format!(
         "ServerRoot {run}\nPidFile {run}/httpd.pid\nErrorLog {run}/error.log\nDefaultRuntimeDir {run}\nMutex file:{run} default\n\
          Listen 127.0.0.1:{port}\nServerName localhost\n{user}\
@@ -370,10 +376,17 @@ fn the_installed_layout_serves_with_the_shipped_config() {
     );
     std::fs::write(run.join("httpd.conf"), conf).unwrap();
     if is_root() {
-        Command::new("chown").args(["-R", "www-data:www-data"]).arg(&run).status().unwrap();
+        Command::new("chown")
+            .args(["-R", "www-data:www-data"])
+            .arg(&run)
+            .status()
+            .unwrap();
     }
     let mut command = Command::new("/usr/sbin/apache2");
-    command.arg("-f").arg(run.join("httpd.conf")).arg("-DFOREGROUND");
+    command
+        .arg("-f")
+        .arg(run.join("httpd.conf"))
+        .arg("-DFOREGROUND");
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     let mut apache = wasmpy_tests::Process::spawn(command, scratch.path("apache.out"));
     wasmpy_tests::wait_for_port(port, Duration::from_secs(60));
@@ -400,18 +413,32 @@ fn graceful_restart_finishes_requests_in_flight_and_replaces_children() {
     let old_children = apache.children();
     let in_flight = std::thread::spawn(move || get(port, "/probe/nap"));
     std::thread::sleep(Duration::from_millis(300));
-    let status = Command::new("kill").arg("-USR1").arg(apache.process.id().to_string()).status().unwrap();
+    let status = Command::new("kill")
+        .arg("-USR1")
+        .arg(apache.process.id().to_string())
+        .status()
+        .unwrap();
     assert!(status.success());
     let nap = in_flight.join().unwrap();
     assert_eq!((nap.status, nap.text().as_str()), (200, "\"rested\""));
     // The old children exit (their sandboxes shut down: threads joined).
     let started = Instant::now();
-    while old_children.iter().any(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists()) {
-        assert!(started.elapsed() < Duration::from_secs(20), "old children still running:\n{}", apache.error_log());
+    while old_children
+        .iter()
+        .any(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists())
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "old children still running:\n{}",
+            apache.error_log()
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(get(port, "/hello/").status, 200);
     let log = apache.error_log();
     assert!(log.contains("Doing graceful restart"), "{log}");
-    assert!(!log.contains("exit signal") && !log.contains("did not exit"), "{log}");
+    assert!(
+        !log.contains("exit signal") && !log.contains("did not exit"),
+        "{log}"
+    );
 }
