@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use wasmpy_policies::Tenant;
+use wasmpy_sandbox::http::prefix_matches;
 
 /// Where the runtime is installed by `make install` / the packaging.
 pub const DEFAULT_RUNTIME_DIR: &str = "/usr/share/wasmpy/runtime";
@@ -115,13 +116,5 @@ fn prefix_or_root(prefix: &str) -> &str {
         "/"
     } else {
         prefix
-    }
-}
-
-/// Does the URL prefix (no trailing slash) cover `path` at a segment boundary?
-pub fn prefix_matches(prefix: &str, path: &str) -> bool {
-    match path.strip_prefix(prefix) {
-        Some(rest) => rest.is_empty() || rest.starts_with('/'),
-        None => false,
     }
 }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use tiny_http::{Header, Server};
+use wasmpy_sandbox::http::percent_decode;
 use wasmpy_sandbox::{Outcome, Request, Response, Sandbox, SandboxConfig};
 
 /// Which tenant a request is for, and its SCRIPT_NAME / PATH_INFO split.
@@ -15,26 +16,6 @@ struct Route {
     tenant: String,
     script_name: String,
     path_info: Vec<u8>,
-}
-
-/// Decode %XX escapes; malformed escapes are kept as they are.
-fn percent_decode(text: &str) -> Vec<u8> {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = |b: u8| (b as char).to_digit(16);
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            if let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    out
 }
 
 /// Route by `Host: <tenant>.localhost`, else by the first path segment.
@@ -194,13 +175,6 @@ pub fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn decodes_percent_escapes_and_keeps_bad_ones() {
-        assert_eq!(percent_decode("/a%20b/%C3%A9"), b"/a b/\xc3\xa9");
-        assert_eq!(percent_decode("/100%"), b"/100%");
-        assert_eq!(percent_decode("/%zz"), b"/%zz");
-    }
 
     #[test]
     fn routes_by_host_then_by_prefix() {

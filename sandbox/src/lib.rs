@@ -9,6 +9,7 @@
 //! threads (the epoch ticker, housekeeping, a small tokio runtime) and the
 //! engine installs signal handlers.
 
+pub mod http;
 mod instance;
 mod logpipe;
 mod pool;
@@ -498,27 +499,9 @@ fn pool_stats(pool: &Pool) -> TenantStats {
     }
 }
 
-/// Is `name` a valid HTTP header name (an RFC 9110 token)?
-fn valid_header_name(name: &str) -> bool {
-    !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 /// Check what the guest returned before it reaches a host.
 fn validate(response: bindings::Response) -> Result<Response, String> {
-    if !(100..=599).contains(&response.status) {
-        return Err(format!("invalid status code {}", response.status));
-    }
-    for (name, value) in &response.headers {
-        if !valid_header_name(name) {
-            return Err(format!("invalid header name {name:?}"));
-        }
-        if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
-            return Err(format!("header {name} has a CR, LF or NUL in its value"));
-        }
-    }
+    http::check_response(response.status, &response.headers)?;
     let outcome = match response.failure {
         None => Outcome::Ok,
         Some(bindings::Failure::Exception) => Outcome::Exception,
