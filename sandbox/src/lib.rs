@@ -340,8 +340,9 @@ impl Sandbox {
 
     /// Reload a tenant from its directory now (as the watcher does when it
     /// notices a deployment): `Ok(Some(generation))` when a new generation
-    /// serves, `Ok(None)` when nothing changed, `Err` (the old generation
-    /// keeps serving) when the new policy or code does not load.
+    /// serves, `Ok(None)` when nothing changed (or the tenant directory is
+    /// gone: the tenant is then unloaded), `Err` (the old generation keeps
+    /// serving) when the new policy or code does not load.
     pub fn reload_tenant(&self, name: &str) -> Result<Option<u64>, String> {
         let pool = self
             .inner
@@ -584,6 +585,19 @@ impl Inner {
             }
             Err(why)
         };
+        if !pool.tenant.dir.exists() {
+            // The operator removed the tenant: stop serving it (404), once.
+            let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
+            if tenants.get(&name).is_some_and(|p| Arc::ptr_eq(p, pool)) {
+                tenants.remove(&name);
+                drop(tenants);
+                self.log(
+                    &name,
+                    "mod_wasmpy: tenant directory removed: tenant unloaded",
+                );
+            }
+            return Ok(None);
+        }
         let tenant = match wasmpy_policies::load_tenant(&pool.tenant.dir) {
             Ok(tenant) => tenant,
             Err(errors) => return refuse(errors.to_string()),
@@ -623,6 +637,12 @@ impl Inner {
 
     async fn create(&self, pool: &Pool) -> Result<Instance, (Outcome, String)> {
         let tenant = &pool.tenant;
+        if !tenant.dir.is_dir() {
+            return Err((
+                Outcome::UnknownTenant,
+                "mod_wasmpy: tenant directory removed".into(),
+            ));
+        }
         while self.global.instances.load(Ordering::Relaxed) >= self.max_instances {
             if !self.evict_idle() {
                 return Err((
