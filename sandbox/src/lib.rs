@@ -9,7 +9,6 @@
 //! threads (the epoch ticker, housekeeping, a small tokio runtime) and the
 //! engine installs signal handlers.
 
-pub mod http;
 mod instance;
 mod logpipe;
 mod pool;
@@ -26,6 +25,7 @@ use std::time::{Duration, Instant};
 use wasmpy_policies::Tenant;
 
 pub use instance::GlobalUsage;
+pub use wasmpy_http as http;
 pub use logpipe::LogPipe;
 pub use reload::RELOAD_MARKER;
 pub use runtime::{EngineSettings, RuntimeFiles, MAX_MEMORY_BYTES};

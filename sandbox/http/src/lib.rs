@@ -1,6 +1,7 @@
 //! HTTP rules shared by the hosts (the Apache module, `wasmpy serve`) and
 //! the sandbox: what may leave a guest, how paths are decoded and matched.
-//! Pure functions: the fuzz targets (`fuzz/`) drive them directly.
+//! Pure functions without dependencies, so that the fuzz targets (`fuzz/`)
+//! build them in seconds; re-exported as `wasmpy_sandbox::http`.
 
 /// Is `name` a valid HTTP header name (an RFC 9110 token)?
 pub fn valid_header_name(name: &str) -> bool {
