@@ -255,8 +255,9 @@ pub unsafe extern "C" fn wasmpy_post_config(
             return ffi::OK as c_int;
         }
         let settings = sandbox_config(&config);
+        let tenants: Vec<String> = config.tenants.keys().cloned().collect();
         drop(config);
-        if let Err(message) = prepare_cache(&settings) {
+        if let Err(message) = prepare_cache(&settings, &tenants) {
             log_server(s, ffi::APLOG_EMERG, &format!("mod_wasmpy: {message}"));
             return ffi::HTTP_INTERNAL_SERVER_ERROR as c_int;
         }
@@ -264,18 +265,30 @@ pub unsafe extern "C" fn wasmpy_post_config(
     })
 }
 
-unsafe fn prepare_cache(settings: &SandboxConfig) -> Result<(), String> {
+/// The directories the children write to: the cache, its per-tenant
+/// bytecode directories and the status directory.
+fn writable_dirs(settings: &SandboxConfig, tenants: &[String]) -> Vec<PathBuf> {
     let cache = &settings.cache_dir;
-    std::fs::create_dir_all(cache)
-        .map_err(|e| format!("cannot create {}: {e}", cache.display()))?;
-    if libc::geteuid() == 0 {
-        let user = &raw const ffi::ap_unixd_config;
-        let path = CString::new(cache.as_os_str().as_encoded_bytes()).unwrap_or_default();
-        if libc::chown(path.as_ptr(), (*user).user_id, (*user).group_id) != 0 {
-            return Err(format!(
-                "cannot give {} to the server's user",
-                cache.display()
-            ));
+    let pycache = cache.join("pycache");
+    let mut dirs = vec![cache.clone(), pycache.clone(), status::status_dir(cache)];
+    dirs.extend(tenants.iter().map(|t| pycache.join(t)));
+    dirs
+}
+
+unsafe fn prepare_cache(settings: &SandboxConfig, tenants: &[String]) -> Result<(), String> {
+    for dir in writable_dirs(settings, tenants) {
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        if libc::geteuid() == 0 {
+            // Started as root: the children run as User/Group.
+            let user = &raw const ffi::ap_unixd_config;
+            let path = CString::new(dir.as_os_str().as_encoded_bytes()).unwrap_or_default();
+            if libc::chown(path.as_ptr(), (*user).user_id, (*user).group_id) != 0 {
+                return Err(format!(
+                    "cannot give {} to the server's user",
+                    dir.display()
+                ));
+            }
         }
     }
     match libc::fork() {
@@ -356,14 +369,7 @@ pub unsafe extern "C" fn wasmpy_child_init(pchild: *mut apr_pool_t, s: *mut serv
             }
         };
         for tenant in tenants {
-            let name = tenant.name.clone();
-            if let Err(e) = sandbox.add_tenant(tenant) {
-                log_server(
-                    s,
-                    ffi::APLOG_ERR,
-                    &format!("mod_wasmpy: tenant {name}: {e}"),
-                );
-            }
+            sandbox.add_tenant(tenant);
         }
         let stop = Arc::new(AtomicBool::new(false));
         let publisher = {

@@ -67,7 +67,7 @@ fn rss_bytes() -> u64 {
 
 fn add(sandbox: &Sandbox, dir: &Path) -> anyhow::Result<()> {
     let tenant = wasmpy_policies::load_tenant(dir).map_err(|e| anyhow::anyhow!("{e}"))?;
-    sandbox.add_tenant(tenant)?;
+    sandbox.add_tenant(tenant);
     Ok(())
 }
 

@@ -142,7 +142,7 @@ pub fn run(
     for (dir, tenant) in tenants {
         match tenant {
             Ok(tenant) => {
-                sandbox.add_tenant(tenant)?;
+                sandbox.add_tenant(tenant);
             }
             Err(errors) => tracing::error!("tenant {} not loaded:\n{errors}", dir.display()),
         }

@@ -47,7 +47,7 @@ PYCACHE_DIR = "/.wasmpy/pycache"
 
 _HOP_BY_HOP = frozenset(
     ["connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
-     "te", "trailers", "transfer-encoding", "upgrade"]
+     "te", "trailer", "trailers", "transfer-encoding", "upgrade"]
 )
 
 
@@ -85,6 +85,17 @@ def _set_environment(env):
     os.environ.clear()
     for key, value in env:
         os.environ[key] = value
+
+
+def _set_output_streams():
+    """Line-buffered stdout/stderr over buffered writers: a large write is
+    passed to the host in pieces instead of being cut at the first one."""
+    for fd, name in ((1, "stdout"), (2, "stderr")):
+        raw = io.FileIO(fd, "w", closefd=False)
+        stream = io.TextIOWrapper(
+            io.BufferedWriter(raw), encoding="utf-8", errors="backslashreplace", line_buffering=True
+        )
+        setattr(sys, name, stream)
 
 
 def _set_import_path():
@@ -200,7 +211,8 @@ def _parse_status(status):
     if len(code) != 3 or not code.isdigit() or any(c in status for c in "\r\n\0"):
         raise ValueError(f"invalid status line {status!r}")
     value = int(code)
-    if not 100 <= value <= 599:
+    # 1xx are interim responses: the final one would follow from the body.
+    if not 200 <= value <= 599:
         raise ValueError(f"invalid status code {value}")
     return value
 
@@ -263,6 +275,7 @@ class WitWorld(wit_world.WitWorld):
             return
         try:
             _set_environment(env)
+            _set_output_streams()
             _set_import_path()
             # The snapshot froze the PRNG state of the build: reseed per instance.
             random.seed()

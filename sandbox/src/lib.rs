@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 use wasmpy_policies::Tenant;
 
 pub use instance::GlobalUsage;
-pub use wasmpy_http as http;
 pub use logpipe::LogPipe;
 pub use reload::RELOAD_MARKER;
 pub use runtime::{EngineSettings, RuntimeFiles, MAX_MEMORY_BYTES};
+pub use wasmpy_http as http;
 
 use instance::{CreateError, Instance};
 use pool::{Counters, Pool};
@@ -331,11 +331,11 @@ impl Sandbox {
     /// Add a tenant, or replace it with a new generation: new requests go to
     /// the new generation; requests in flight finish on the old one, whose
     /// instances are dropped when the last of them returns.
-    pub fn add_tenant(&self, tenant: Tenant) -> Result<u64, SandboxError> {
-        let pool = self.inner.new_pool(tenant)?;
+    pub fn add_tenant(&self, tenant: Tenant) -> u64 {
+        let pool = self.inner.new_pool(tenant);
         let generation = pool.generation;
         self.inner.install(pool);
-        Ok(generation)
+        generation
     }
 
     /// Reload a tenant from its directory now (as the watcher does when it
@@ -543,11 +543,18 @@ impl Inner {
         (self.log_sink)(tenant, line);
     }
 
-    fn new_pool(&self, tenant: Tenant) -> Result<Arc<Pool>, SandboxError> {
+    fn new_pool(&self, tenant: Tenant) -> Arc<Pool> {
         let pycache = self.cache_dir.join("pycache").join(&tenant.name);
-        std::fs::create_dir_all(&pycache).map_err(|e| SandboxError::Cache(pycache.clone(), e))?;
+        // Without a writable cache the tenant still runs, recompiling its modules.
+        let pycache = match std::fs::create_dir_all(&pycache) {
+            Ok(()) => Some(pycache),
+            Err(e) => {
+                tracing::warn!(tenant = %tenant.name, "no bytecode cache in {}: {e}", pycache.display());
+                None
+            }
+        };
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        Ok(Arc::new(Pool::new(tenant, generation, Some(pycache))))
+        Arc::new(Pool::new(tenant, generation, pycache))
     }
 
     /// Make `pool` the one serving its tenant; the previous generation
@@ -602,7 +609,7 @@ impl Inner {
             Ok(tenant) => tenant,
             Err(errors) => return refuse(errors.to_string()),
         };
-        let next = self.new_pool(tenant).map_err(|e| e.to_string())?;
+        let next = self.new_pool(tenant);
         // Warm the new generation before it takes requests: no request pays
         // its cold start, and code that does not import never serves.
         match self.tokio.block_on(self.create(&next)) {

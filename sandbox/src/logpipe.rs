@@ -84,7 +84,8 @@ impl OutputStream for LogPipe {
     }
 
     fn check_write(&mut self) -> StreamResult<usize> {
-        Ok(64 * 1024)
+        // What one write may carry (the cap still applies to what is kept).
+        Ok(1 << 20)
     }
 }
 

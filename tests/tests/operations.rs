@@ -359,5 +359,7 @@ fn the_status_page_counts_requests_errors_and_generations() {
         "{html}"
     );
     // Not reachable where it is not configured: only /wasmpy-status.
-    assert!(!get(port, "/hello/wasmpy-status?json").text().contains("tenants"));
+    assert!(!get(port, "/hello/wasmpy-status?json")
+        .text()
+        .contains("tenants"));
 }

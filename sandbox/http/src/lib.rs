@@ -11,15 +11,36 @@ pub fn valid_header_name(name: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
-/// Check a guest's status and headers before they reach a host: a status
-/// from 100 to 599, token header names, no CR, LF or NUL in values.
+/// Hop-by-hop headers (RFC 9110 7.6.1; PEP 3333 names RFC 2616's
+/// "Trailers"): the host frames the connection, never the application.
+pub const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "trailers",
+    "transfer-encoding",
+    "upgrade",
+];
+
+/// Check a guest's status and headers before they reach a host: a final
+/// status from 200 to 599 (a 1xx would make the body read as the next
+/// response), token header names, no hop-by-hop headers, no CR, LF or NUL
+/// in values.
 pub fn check_response(status: u16, headers: &[(String, Vec<u8>)]) -> Result<(), String> {
-    if !(100..=599).contains(&status) {
+    if !(200..=599).contains(&status) {
         return Err(format!("invalid status code {status}"));
     }
     for (name, value) in headers {
         if !valid_header_name(name) {
             return Err(format!("invalid header name {name:?}"));
+        }
+        if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+            return Err(format!(
+                "hop-by-hop header {name} is not the application's to send"
+            ));
         }
         if value.iter().any(|&b| b == b'\r' || b == b'\n' || b == 0) {
             return Err(format!("header {name} has a CR, LF or NUL in its value"));
@@ -82,6 +103,10 @@ mod tests {
         let ok = vec![("Set-Cookie".to_string(), b"a=1".to_vec())];
         assert!(check_response(200, &ok).is_ok());
         assert!(check_response(99, &ok).is_err());
+        assert!(check_response(100, &ok).is_err());
+        assert!(check_response(101, &ok).is_err());
+        let framing = vec![("Transfer-Encoding".to_string(), b"chunked".to_vec())];
+        assert!(check_response(200, &framing).is_err());
         assert!(check_response(600, &ok).is_err());
         let crlf = vec![("X".to_string(), b"a\r\nSet-Cookie: b".to_vec())];
         assert!(check_response(200, &crlf).is_err());
