@@ -313,6 +313,17 @@ impl Apache {
 
     /// Start Apache with extra `wasmpy apache` arguments.
     pub fn start_with(tenants_dir: &Path, mpm: &str, extra: &[&str]) -> Apache {
+        Apache::start_with_env(tenants_dir, mpm, extra, &[])
+    }
+
+    /// Start Apache with extra arguments and `env` added to the environment
+    /// of `wasmpy apache` (hence of Apache and its children).
+    pub fn start_with_env(
+        tenants_dir: &Path,
+        mpm: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Apache {
         let port = free_port();
         let run_dir = tenants_dir.join(format!(".apache-{mpm}-{port}"));
         let mut command = Command::new(binary("wasmpy"));
@@ -324,7 +335,8 @@ impl Apache {
             .arg(&run_dir)
             .arg("--cache-dir")
             .arg(cache_dir())
-            .args(extra);
+            .args(extra)
+            .envs(env.iter().copied());
         // Its own process group: prefork's shutdown signals the whole group.
         std::os::unix::process::CommandExt::process_group(&mut command, 0);
         let process = Process::spawn(command, tenants_dir.join(format!(".apache-{port}.out")));
@@ -405,69 +417,6 @@ impl Process {
         }
         let _ = self.child.kill();
         let _ = self.child.wait();
-    }
-}
-
-impl Apache {
-    /// Start Apache like [`Apache::start_with`], with `env` added to the
-    /// environment of `wasmpy apache` (hence of Apache and its children), and
-    /// a private cache directory `<tenants_dir>/.cache` seeded with the
-    /// compiled runtime of the shared test cache (nothing is recompiled).
-    ///
-    /// Private because, when the tests run as root, a tenant's bytecode cache
-    /// `pycache/<tenant>` created by a root process (`wasmpy serve`) is not
-    /// writable by Apache's children (www-data), and one that does not exist
-    /// yet cannot be created by them in a root-owned `pycache/`: the child
-    /// then refuses the tenant ("cache directory ...: Permission denied").
-    pub fn start_private(
-        tenants_dir: &Path,
-        mpm: &str,
-        extra: &[&str],
-        env: &[(&str, &str)],
-    ) -> Apache {
-        let cache = tenants_dir.join(".cache");
-        std::fs::create_dir_all(&cache).unwrap();
-        if let Ok(entries) = std::fs::read_dir(cache_dir()) {
-            for entry in entries.flatten() {
-                let name = entry.file_name();
-                if name.to_string_lossy().starts_with("gateway-") && entry.path().is_file() {
-                    std::fs::copy(entry.path(), cache.join(&name)).unwrap();
-                }
-            }
-        }
-        let port = free_port();
-        let run_dir = tenants_dir.join(format!(".apache-{mpm}-{port}"));
-        let mut command = Command::new(binary("wasmpy"));
-        command
-            .arg("apache")
-            .arg(tenants_dir)
-            .args(["--port", &port.to_string(), "--mpm", mpm])
-            .arg("--run-dir")
-            .arg(&run_dir)
-            .arg("--cache-dir")
-            .arg(&cache)
-            .args(extra);
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        std::os::unix::process::CommandExt::process_group(&mut command, 0);
-        let process = Process::spawn(command, tenants_dir.join(format!(".apache-{port}.out")));
-        let apache = Apache {
-            process,
-            port,
-            run_dir,
-        };
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "Apache did not start:\n{}\n{}",
-                apache.process.log_text(),
-                apache.error_log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        apache
     }
 }
 

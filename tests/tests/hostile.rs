@@ -48,7 +48,7 @@ impl Site {
     fn start(label: &str, env: &[(&str, &str)], setup: impl FnOnce(&Scratch)) -> Site {
         let scratch = Scratch::with_tenants(&format!("hostile-{label}"));
         setup(&scratch);
-        let apache = Apache::start_private(&scratch.0, "event", &["--processes", "1"], env);
+        let apache = Apache::start_with_env(&scratch.0, "event", &["--processes", "1"], env);
         let site = Site {
             apache,
             scratch,
