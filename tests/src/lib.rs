@@ -432,3 +432,73 @@ pub fn query_escape(text: &str) -> String {
         })
         .collect()
 }
+
+/// Sequential requests to the `neighbour` tenant, `rounds` of them 50 ms
+/// apart: each must answer exactly "neighbour ok". Returns the slowest.
+pub fn neighbour_answers(port: u16, rounds: u32) -> Duration {
+    let mut slowest = Duration::ZERO;
+    for _ in 0..rounds {
+        let started = Instant::now();
+        let reply = get(port, "/neighbour/");
+        slowest = slowest.max(started.elapsed());
+        assert_eq!((reply.status, reply.text().as_str()), (200, "neighbour ok"));
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    slowest
+}
+
+/// One answer seen under load: when it came (since the load started), its
+/// status (0: the connection failed) and its body.
+pub type Seen = (Duration, u16, String);
+
+/// Client threads requesting one path in a loop until [`Load::finish`].
+pub struct Load {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    started: Instant,
+    clients: Vec<std::thread::JoinHandle<Vec<Seen>>>,
+}
+
+impl Load {
+    /// Start `threads` clients on `path`.
+    pub fn start(port: u16, path: &'static str, threads: usize) -> Load {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let started = Instant::now();
+        let clients = (0..threads)
+            .map(|_| {
+                let stop = std::sync::Arc::clone(&stop);
+                std::thread::spawn(move || {
+                    let mut seen = Vec::new();
+                    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                        // A connection cut under the client counts as status 0.
+                        let reply = std::panic::catch_unwind(|| get(port, path));
+                        let t = started.elapsed();
+                        seen.push(reply.map_or((t, 0, String::new()), |r| (t, r.status, r.text())));
+                    }
+                    seen
+                })
+            })
+            .collect();
+        Load {
+            stop,
+            started,
+            clients,
+        }
+    }
+
+    /// Time since the load started.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Stop the clients; every answer, in time order.
+    pub fn finish(self) -> Vec<Seen> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let mut seen: Vec<Seen> = self
+            .clients
+            .into_iter()
+            .flat_map(|c| c.join().unwrap())
+            .collect();
+        seen.sort_by_key(|(t, _, _)| *t);
+        seen
+    }
+}

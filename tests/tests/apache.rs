@@ -205,14 +205,7 @@ fn survives_hostile_tenants(mpm: &str) {
     .into_iter()
     .map(|path| std::thread::spawn(move || (path, get(port, path).status)))
     .collect();
-    let mut slowest = Duration::ZERO;
-    for _ in 0..20 {
-        let started = Instant::now();
-        let reply = get(port, "/neighbour/");
-        slowest = slowest.max(started.elapsed());
-        assert_eq!((reply.status, reply.text().as_str()), (200, "neighbour ok"));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let slowest = wasmpy_tests::neighbour_answers(port, 20);
     assert!(
         slowest < Duration::from_secs(1),
         "neighbour slowed to {slowest:?}"

@@ -280,14 +280,7 @@ fn memory_bombs_and_infinite_loops_fail_alone() {
     })
     .collect();
     // The neighbour keeps answering, quickly, while the attacks run.
-    let mut slowest = Duration::ZERO;
-    for _ in 0..20 {
-        let started = Instant::now();
-        let reply = get(port, "/neighbour/");
-        slowest = slowest.max(started.elapsed());
-        assert_eq!((reply.status, reply.text().as_str()), (200, "neighbour ok"));
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let slowest = wasmpy_tests::neighbour_answers(port, 20);
     assert!(
         slowest < Duration::from_millis(500),
         "neighbour slowed to {slowest:?}"

@@ -2,11 +2,9 @@
 //! runtime, a tenant directory removed while serving.
 
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use wasmpy_tests::{binary, cache_dir, get, Apache, Scratch};
+use wasmpy_tests::{binary, cache_dir, get, Apache, Load, Scratch};
 
 #[test]
 fn killing_an_apache_child_under_load_leaves_the_others_serving() {
@@ -17,39 +15,19 @@ fn killing_an_apache_child_under_load_leaves_the_others_serving() {
     let children = apache.children();
     assert!(children.len() >= 2, "{children:?}");
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let mut seen = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let t = start.elapsed();
-                    // A connection to the killed child may be cut: record it.
-                    let ok = std::panic::catch_unwind(|| get(port, "/hello/").status).unwrap_or(0);
-                    seen.push((t, ok));
-                }
-                seen
-            })
-        })
-        .collect();
+    let load = Load::start(port, "/hello/", 4);
     std::thread::sleep(Duration::from_millis(1000));
-    let killed_at = start.elapsed();
+    let killed_at = load.elapsed();
     Command::new("kill")
         .arg("-KILL")
         .arg(children[0].to_string())
         .status()
         .unwrap();
     std::thread::sleep(Duration::from_millis(2500));
-    stop.store(true, Ordering::Relaxed);
-    let seen: Vec<_> = clients
-        .into_iter()
-        .flat_map(|c| c.join().unwrap())
-        .collect();
+    let seen = load.finish();
     let after: Vec<_> = seen
         .iter()
-        .filter(|(t, _)| *t > killed_at + Duration::from_millis(200))
+        .filter(|(t, _, _)| *t > killed_at + Duration::from_millis(200))
         .collect();
     assert!(
         after.len() > 50,
@@ -57,9 +35,12 @@ fn killing_an_apache_child_under_load_leaves_the_others_serving() {
         after.len()
     );
     assert!(
-        after.iter().all(|(_, s)| *s == 200),
+        after.iter().all(|(_, s, _)| *s == 200),
         "failures after the kill: {:?}",
-        after.iter().filter(|(_, s)| *s != 200).collect::<Vec<_>>()
+        after
+            .iter()
+            .filter(|(_, s, _)| *s != 200)
+            .collect::<Vec<_>>()
     );
     // Apache replaces the child.
     let started = Instant::now();

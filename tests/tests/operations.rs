@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use wasmpy_tests::{get, Apache, Scratch};
+use wasmpy_tests::{get, Apache, Load, Scratch};
 
 static SERIAL: Mutex<()> = Mutex::new(());
 
@@ -52,31 +52,12 @@ fn changing_code_under_load_fails_no_request_and_is_live_within_two_seconds() {
     let port = apache.port;
     assert_eq!(get(port, "/hello/").status, 200);
 
-    let stop = Arc::new(AtomicBool::new(false));
-    let start = Instant::now();
-    let clients: Vec<_> = (0..4)
-        .map(|_| {
-            let stop = Arc::clone(&stop);
-            std::thread::spawn(move || {
-                let mut seen = Vec::new();
-                while !stop.load(Ordering::Relaxed) {
-                    let reply = get(port, "/hello/");
-                    seen.push((start.elapsed(), reply.status, reply.text()));
-                }
-                seen
-            })
-        })
-        .collect();
+    let load = Load::start(port, "/hello/", 4);
     std::thread::sleep(Duration::from_millis(1500));
-    let changed_at = start.elapsed();
+    let changed_at = load.elapsed();
     std::fs::write(scratch.path("hello/app/wsgi.py"), V2).unwrap();
     std::thread::sleep(Duration::from_millis(3500));
-    stop.store(true, Ordering::Relaxed);
-    let mut seen: Vec<_> = clients
-        .into_iter()
-        .flat_map(|c| c.join().unwrap())
-        .collect();
-    seen.sort_by_key(|(t, _, _)| *t);
+    let seen = load.finish();
 
     let failed: Vec<_> = seen
         .iter()
