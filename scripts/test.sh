@@ -8,5 +8,7 @@ cargo build
 # Compile the runtime once into the cache the tests share.
 target/debug/wasmpy prepare --cache-dir target/wasmpy-test-cache
 cargo test
+# A short fuzz run of every target (long runs: docs/fuzzing.md).
+fuzz/run.sh 20
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings
