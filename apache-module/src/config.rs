@@ -32,6 +32,8 @@ pub struct ModuleConfig {
     pub cache_dir: Option<PathBuf>,
     /// `WasmPyPoolSlots`.
     pub pool_slots: Option<u32>,
+    /// `WasmPyMaxMemory`, in bytes.
+    pub max_memory: Option<u64>,
     /// Every `WasmPyApp`, in config order.
     pub mounts: Vec<AppMount>,
     /// Every tenant, validated, by name.

@@ -61,6 +61,7 @@ static CONFIG: Mutex<ModuleConfig> = Mutex::new(ModuleConfig {
     runtime: None,
     cache_dir: None,
     pool_slots: None,
+    max_memory: None,
     mounts: Vec::new(),
     tenants: std::collections::BTreeMap::new(),
 });
@@ -208,6 +209,25 @@ pub unsafe extern "C" fn wasmpy_cmd_pool_slots(
     directive_result(cmd, result)
 }
 
+/// `WasmPyMaxMemory SIZE`.
+#[no_mangle]
+pub unsafe extern "C" fn wasmpy_cmd_max_memory(
+    cmd: *mut cmd_parms,
+    _cfg: *mut c_void,
+    size: *const c_char,
+) -> *const c_char {
+    let result = global_only(cmd, "WasmPyMaxMemory").and_then(|()| {
+        let bytes = wasmpy_policies::units::parse_size(text(size))
+            .map_err(|e| format!("WasmPyMaxMemory: {e}"))?;
+        if bytes < 16 << 20 {
+            return Err(format!("WasmPyMaxMemory: {:?} is below 16MiB", text(size)));
+        }
+        config().max_memory = Some(bytes);
+        Ok(())
+    });
+    directive_result(cmd, result)
+}
+
 /// Start of every config read: forget the previous one (graceful restart).
 #[no_mangle]
 pub unsafe extern "C" fn wasmpy_pre_config(
@@ -223,6 +243,10 @@ fn sandbox_config(config: &ModuleConfig) -> SandboxConfig {
     let mut engine = EngineSettings::default();
     if let Some(slots) = config.pool_slots {
         engine.pool_slots = slots;
+        engine.max_instances = slots;
+    }
+    if let Some(bytes) = config.max_memory {
+        engine.max_memory = bytes;
     }
     SandboxConfig {
         runtime: RuntimeFiles::in_dir(&config.runtime_dir()),

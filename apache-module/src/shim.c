@@ -16,6 +16,7 @@ extern const char *wasmpy_cmd_app(cmd_parms *cmd, void *cfg, const char *prefix,
 extern const char *wasmpy_cmd_runtime(cmd_parms *cmd, void *cfg, const char *path);
 extern const char *wasmpy_cmd_cache_dir(cmd_parms *cmd, void *cfg, const char *path);
 extern const char *wasmpy_cmd_pool_slots(cmd_parms *cmd, void *cfg, const char *count);
+extern const char *wasmpy_cmd_max_memory(cmd_parms *cmd, void *cfg, const char *size);
 extern int wasmpy_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp);
 extern int wasmpy_post_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp, server_rec *s);
 extern void wasmpy_child_init(apr_pool_t *pchild, server_rec *s);
@@ -37,6 +38,8 @@ const command_rec wasmpy_shim_cmds[] = {
                   "directory for the compiled runtime and bytecode caches"),
     AP_INIT_TAKE1("WasmPyPoolSlots", wasmpy_cmd_pool_slots, NULL, RSRC_CONF,
                   "instance slots of the pooling allocator, per Apache child"),
+    AP_INIT_TAKE1("WasmPyMaxMemory", wasmpy_cmd_max_memory, NULL, RSRC_CONF,
+                  "linear memory of all instances of an Apache child together (e.g. 8GiB)"),
     {NULL}
 };
 

@@ -35,6 +35,8 @@ pub struct Options {
     pub processes: u32,
     /// Cache directory (default: `<run_dir>/cache`).
     pub cache_dir: Option<PathBuf>,
+    /// `WasmPyPoolSlots`: instances of all tenants per child.
+    pub pool_slots: Option<u32>,
 }
 
 /// The module next to this executable (a cargo build) or the installed one.
@@ -106,6 +108,7 @@ Header always set X-Content-Type-Options nosniff
 
 {user}WasmPyRuntime "{runtime}"
 WasmPyCacheDir "{cache}"
+{pool_slots}
 
 # Path-prefix routing: http://127.0.0.1:{port}/<tenant>/
 <VirtualHost 127.0.0.1:{port}>
@@ -114,6 +117,9 @@ WasmPyCacheDir "{cache}"
         tenants_dir = opts.tenants_dir.display(),
         mpm = opts.mpm,
         processes = opts.processes,
+        pool_slots = opts
+            .pool_slots
+            .map_or(String::new(), |n| format!("WasmPyPoolSlots {n}")),
         cache = opts
             .cache_dir
             .clone()

@@ -80,6 +80,9 @@ enum Command {
         /// Cache directory for the compiled runtime and bytecode (default: RUN_DIR/cache).
         #[arg(long, env = "WASMPY_CACHE_DIR")]
         cache_dir: Option<PathBuf>,
+        /// Instances of all tenants together per Apache child (WasmPyPoolSlots).
+        #[arg(long)]
+        pool_slots: Option<u32>,
         /// Apache child processes (default: 2 under event, 25 threads each;
         /// 8 under prefork).
         #[arg(long)]
@@ -195,8 +198,10 @@ fn main() -> ExitCode {
             configtest,
             processes,
             cache_dir,
+            pool_slots,
             runtime,
         } => apache::run(apache::Options {
+            pool_slots,
             cache_dir: cache_dir.map(|d| std::path::absolute(&d).unwrap_or(d)),
             processes: processes
                 .unwrap_or(if mpm == "prefork" { 8 } else { 2 })

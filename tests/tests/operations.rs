@@ -344,3 +344,42 @@ fn the_status_page_counts_requests_errors_and_generations() {
         .text()
         .contains("tenants"));
 }
+
+#[test]
+fn the_process_wide_instance_cap_evicts_idle_instances_and_then_refuses() {
+    let _serial = serial();
+    let scratch = Scratch::with_tenants("global-cap");
+    let apache = Apache::start_with(
+        &scratch.0,
+        "event",
+        &["--processes", "1", "--pool-slots", "2"],
+    );
+    let port = apache.port;
+    // Two tenants hold the two slots...
+    assert_eq!(get(port, "/hello/").status, 200);
+    assert_eq!(get(port, "/neighbour/").status, 200);
+    // ...a third one gets a slot by evicting the least recently used idle one.
+    assert_eq!(get(port, "/probe/count").status, 200);
+    let page = status(port);
+    let idle: u64 = ["hello", "neighbour", "probe"]
+        .iter()
+        .map(|t| page["tenants"][t]["idle"].as_u64().unwrap())
+        .sum();
+    assert_eq!(idle, 2, "{page}");
+    assert_eq!(
+        page["tenants"]["hello"]["idle"], 0,
+        "hello was the least recently used: {page}"
+    );
+    // With both slots busy, a request needing a new instance gets 503.
+    let sleepers: Vec<_> = (0..2)
+        .map(|_| std::thread::spawn(move || get(port, "/probe/nap").status))
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let refused = get(port, "/hello/");
+    assert_eq!(refused.status, 503, "{}", refused.text());
+    assert_eq!(refused.header("retry-after"), Some("1"));
+    for sleeper in sleepers {
+        assert_eq!(sleeper.join().unwrap(), 200);
+    }
+    assert_eq!(get(port, "/hello/").status, 200);
+}
