@@ -18,7 +18,7 @@ use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use wasmpy_sandbox::{EngineSettings, RuntimeFiles, Sandbox, SandboxConfig};
 
@@ -57,7 +57,8 @@ pub static mut wasmpy_module: ffi::module = ffi::module {
     flags: 0,
 };
 
-static CONFIG: Mutex<ModuleConfig> = Mutex::new(ModuleConfig {
+/// Written while httpd reads its configuration, read-only in the children.
+static CONFIG: RwLock<ModuleConfig> = RwLock::new(ModuleConfig {
     runtime: None,
     cache_dir: None,
     pool_slots: None,
@@ -73,8 +74,14 @@ static PUBLISHER: Mutex<Option<Publisher>> = Mutex::new(None);
 /// The main server_rec, for logging from sandbox threads.
 static MAIN_SERVER: AtomicUsize = AtomicUsize::new(0);
 
-fn config() -> MutexGuard<'static, ModuleConfig> {
-    CONFIG.lock().unwrap_or_else(|e| e.into_inner())
+/// The configuration, for the directives (parent, single-threaded).
+fn config_mut() -> RwLockWriteGuard<'static, ModuleConfig> {
+    CONFIG.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The configuration, for hooks and requests.
+fn config() -> RwLockReadGuard<'static, ModuleConfig> {
+    CONFIG.read().unwrap_or_else(|e| e.into_inner())
 }
 
 fn sandbox() -> Option<Arc<Sandbox>> {
@@ -135,7 +142,7 @@ pub unsafe extern "C" fn wasmpy_cmd_app(
 ) -> *const c_char {
     let result = guard(Err("WasmPyApp: internal error".into()), || {
         let dir = server_path(cmd, dir);
-        config().add_app((*cmd).server as usize, text(prefix), &dir)
+        config_mut().add_app((*cmd).server as usize, text(prefix), &dir)
     });
     directive_result(cmd, result)
 }
@@ -166,7 +173,7 @@ pub unsafe extern "C" fn wasmpy_cmd_runtime(
                 dir.display()
             ));
         }
-        config().runtime = Some(dir);
+        config_mut().runtime = Some(dir);
         Ok(())
     });
     directive_result(cmd, result)
@@ -180,7 +187,7 @@ pub unsafe extern "C" fn wasmpy_cmd_cache_dir(
     path: *const c_char,
 ) -> *const c_char {
     let result = global_only(cmd, "WasmPyCacheDir").map(|()| {
-        config().cache_dir = Some(server_path(cmd, path));
+        config_mut().cache_dir = Some(server_path(cmd, path));
     });
     directive_result(cmd, result)
 }
@@ -203,7 +210,7 @@ pub unsafe extern "C" fn wasmpy_cmd_pool_slots(
                     text(count)
                 )
             })?;
-        config().pool_slots = Some(n);
+        config_mut().pool_slots = Some(n);
         Ok(())
     });
     directive_result(cmd, result)
@@ -222,7 +229,7 @@ pub unsafe extern "C" fn wasmpy_cmd_max_memory(
         if bytes < 16 << 20 {
             return Err(format!("WasmPyMaxMemory: {:?} is below 16MiB", text(size)));
         }
-        config().max_memory = Some(bytes);
+        config_mut().max_memory = Some(bytes);
         Ok(())
     });
     directive_result(cmd, result)
@@ -235,7 +242,7 @@ pub unsafe extern "C" fn wasmpy_pre_config(
     _plog: *mut apr_pool_t,
     _ptemp: *mut apr_pool_t,
 ) -> c_int {
-    guard((), || *config() = ModuleConfig::default());
+    guard((), || *config_mut() = ModuleConfig::default());
     ffi::OK as c_int
 }
 

@@ -77,6 +77,7 @@ unsafe fn to_request(r: &request_rec, script_name: &str, body: Vec<u8>) -> Reque
         script_name: script_name.to_string(),
         path_info,
         query_string: text(r.args).to_string(),
+        request_uri: String::from_utf8_lossy(bytes(r.unparsed_uri)).into_owned(),
         headers,
         body,
         remote_addr: text(r.useragent_ip).to_string(),

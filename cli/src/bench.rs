@@ -44,6 +44,7 @@ fn hello_request() -> Request {
         script_name: String::new(),
         path_info: b"/".to_vec(),
         query_string: String::new(),
+        request_uri: "/".into(),
         headers: vec![("Host".into(), b"localhost".to_vec())],
         body: Vec::new(),
         remote_addr: "127.0.0.1".into(),

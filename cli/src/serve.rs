@@ -87,6 +87,7 @@ fn handle(sandbox: &Sandbox, server_port: u16, mut request: tiny_http::Request) 
         script_name: route.script_name,
         path_info: route.path_info,
         query_string: query.to_string(),
+        request_uri: url.clone(),
         headers: request
             .headers()
             .iter()

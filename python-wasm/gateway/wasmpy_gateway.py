@@ -153,6 +153,7 @@ def _environ(req):
         "SCRIPT_NAME": req.script_name,
         "PATH_INFO": req.path_info.decode("latin-1"),
         "QUERY_STRING": req.query_string,
+        "REQUEST_URI": req.request_uri,
         "SERVER_NAME": req.server_name,
         "SERVER_PORT": str(req.server_port),
         "SERVER_PROTOCOL": req.server_protocol,

@@ -201,5 +201,19 @@ fn write_cache(
     std::fs::rename(&tmp, cwasm)?;
     let tmp = digest_file.with_extension(format!("tmp{pid}"));
     std::fs::write(&tmp, hex(&Sha256::digest(compiled)))?;
-    std::fs::rename(&tmp, digest_file)
+    std::fs::rename(&tmp, digest_file)?;
+    // Older runtimes' compiled code is of no further use (processes that
+    // still map it keep their mapping).
+    let keep = cwasm.file_name();
+    for entry in std::fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name();
+        let text = name.to_string_lossy();
+        let stale = text.starts_with("gateway-")
+            && text.contains(".cwasm")
+            && !keep.is_some_and(|k| text.starts_with(&*k.to_string_lossy()));
+        if stale {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+    Ok(())
 }

@@ -74,6 +74,7 @@ fn serves_applications(mpm: &str) {
     assert_eq!(env["SCRIPT_NAME"], "/hello");
     assert_eq!(env["PATH_INFO"], "/environ/caf\u{c3}\u{a9}");
     assert_eq!(env["QUERY_STRING"], "q=1%202");
+    assert_eq!(env["REQUEST_URI"], "/hello/environ/caf%C3%A9?q=1%202");
     assert_eq!(env["CONTENT_LENGTH"], "3");
     assert_eq!(env["HTTP_X_CUSTOM"], "v");
     assert_eq!(env["REMOTE_ADDR"], "127.0.0.1");

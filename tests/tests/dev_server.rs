@@ -84,6 +84,7 @@ fn the_environ_follows_pep_3333() {
     assert_eq!(env["SCRIPT_NAME"], "/hello");
     assert_eq!(env["PATH_INFO"], "/environ");
     assert_eq!(env["QUERY_STRING"], "a=1&b=%C3%A9");
+    assert_eq!(env["REQUEST_URI"], "/hello/environ?a=1&b=%C3%A9");
     assert_eq!(env["CONTENT_TYPE"], "text/plain");
     assert_eq!(env["CONTENT_LENGTH"], "4");
     assert_eq!(env["HTTP_X_CUSTOM"], "one, two");

@@ -171,6 +171,7 @@ impl Records {
             script_name: String::new(),
             path_info: b"/hello".to_vec(),
             query_string: "x=1".into(),
+            request_uri: "/hello?x=1".into(),
             headers: HEADERS
                 .iter()
                 .map(|(n, v)| (n.to_string(), v.as_bytes().to_vec()))
