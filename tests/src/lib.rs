@@ -33,6 +33,24 @@ pub fn cache_dir() -> PathBuf {
     repo().join("target/wasmpy-test-cache")
 }
 
+/// A private cache directory holding a copy of the shared compiled runtime
+/// (nothing else: the shared cache is written by servers of other tests).
+/// Returns the copied `.cwasm`.
+pub fn seed_cache(dest: &Path) -> PathBuf {
+    std::fs::create_dir_all(dest).unwrap();
+    let mut cwasm = None;
+    for entry in std::fs::read_dir(cache_dir()).unwrap().flatten() {
+        let name = entry.file_name();
+        if name.to_string_lossy().starts_with("gateway-") {
+            std::fs::copy(entry.path(), dest.join(&name)).unwrap();
+            if name.to_string_lossy().ends_with(".cwasm") {
+                cwasm = Some(dest.join(&name));
+            }
+        }
+    }
+    cwasm.expect("no compiled runtime in the shared cache: run `wasmpy prepare` first")
+}
+
 /// A scratch directory removed on drop.
 pub struct Scratch(pub PathBuf);
 

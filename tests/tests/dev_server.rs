@@ -360,8 +360,7 @@ fn application_errors_become_500_with_a_traceback_in_the_tenant_log() {
 fn tenant_bytecode_is_cached() {
     let scratch = Scratch::with_tenants("pycache");
     let cache = scratch.path("cache");
-    wasmpy_tests::copy_tree(&wasmpy_tests::cache_dir(), &cache);
-    let _ = std::fs::remove_dir_all(cache.join("pycache"));
+    wasmpy_tests::seed_cache(&cache);
     let port = wasmpy_tests::free_port();
     let mut command = Command::new(binary("wasmpy"));
     command.args([

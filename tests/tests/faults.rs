@@ -4,7 +4,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use wasmpy_tests::{binary, cache_dir, get, Apache, Load, Scratch};
+use wasmpy_tests::{binary, get, seed_cache, Apache, Load, Scratch};
 
 #[test]
 fn killing_an_apache_child_under_load_leaves_the_others_serving() {
@@ -71,15 +71,6 @@ fn prepare(cache: &std::path::Path) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-fn cwasm_in(cache: &std::path::Path) -> std::path::PathBuf {
-    std::fs::read_dir(cache)
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "cwasm"))
-        .expect("no .cwasm in the cache")
-}
-
 fn sha256_hex(path: &std::path::Path) -> String {
     let out = Command::new("sha256sum").arg(path).output().unwrap();
     String::from_utf8_lossy(&out.stdout)
@@ -93,15 +84,7 @@ fn sha256_hex(path: &std::path::Path) -> String {
 fn a_corrupted_or_foreign_compiled_runtime_is_recompiled_never_run() {
     let scratch = Scratch::new("cwasm");
     let cache = scratch.path("cache");
-    std::fs::create_dir_all(&cache).unwrap();
-    let shared = cwasm_in(&cache_dir());
-    let cwasm = cache.join(shared.file_name().unwrap());
-    std::fs::copy(&shared, &cwasm).unwrap();
-    std::fs::copy(
-        shared.with_extension("cwasm.sha256"),
-        cwasm.with_extension("cwasm.sha256"),
-    )
-    .unwrap();
+    let cwasm = seed_cache(&cache);
     assert!(prepare(&cache).contains("loaded compiled runtime"));
 
     // Corrupted: bytes flipped in the middle of the machine code.
