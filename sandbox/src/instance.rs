@@ -12,6 +12,7 @@ use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::bindings::{self, Gateway};
+use crate::clock::RequestClock;
 use crate::logpipe::LogPipe;
 use crate::runtime::Runtime;
 use crate::LogSink;
@@ -102,11 +103,12 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// Per-store host state: the WASI context and the limiter.
+/// Per-store host state: the WASI context, the limiter, the request clock.
 pub struct HostState {
     wasi: WasiCtx,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
+    pub(crate) clock: RequestClock,
 }
 
 impl WasiView for HostState {
@@ -196,6 +198,7 @@ impl Instance {
         pycache: Option<&PathBuf>,
         log_sink: &LogSink,
         global: &Arc<GlobalUsage>,
+        penalized: bool,
     ) -> Result<Instance, CreateError> {
         let policy = &tenant.policy;
         let log = LogPipe::new(policy.limits.log_limit_bytes as usize);
@@ -203,12 +206,17 @@ impl Instance {
             wasi: wasi_context(runtime, tenant, pycache, &log)?,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(policy.limits.memory_bytes as usize, Arc::clone(global)),
+            clock: RequestClock::idle(),
         };
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_trap();
+        store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().clock.on_tick()));
         // Importing the application is bounded by the request deadline too.
-        store.set_epoch_deadline(crate::deadline_ticks(policy.limits.request_timeout));
+        let first_check = store
+            .data_mut()
+            .clock
+            .start(policy.limits.request_timeout, penalized);
+        store.set_epoch_deadline(first_check);
         let gateway = runtime
             .pre
             .instantiate_async(&mut store)
@@ -217,10 +225,11 @@ impl Instance {
         let env: Vec<(String, String)> = policy.env.clone();
         let loaded = gateway
             .call_load(&mut store, &policy.entry.to_string(), &env)
-            .await
-            .map_err(|e| {
-                CreateError::Import(format!("the runtime trapped while importing: {e:#}"))
-            })?;
+            .await;
+        store.data_mut().clock.finish();
+        let loaded = loaded.map_err(|e| {
+            CreateError::Import(format!("the runtime trapped while importing: {e:#}"))
+        })?;
         let instance = Instance {
             store,
             gateway,

@@ -9,6 +9,7 @@
 //! threads (the epoch ticker, housekeeping, a small tokio runtime) and the
 //! engine installs signal handlers.
 
+mod clock;
 mod instance;
 mod logpipe;
 mod pool;
@@ -24,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use wasmpy_policies::Tenant;
 
+pub use clock::{allow_priority_restore, DEMOTE_AFTER};
 pub use instance::GlobalUsage;
 pub use logpipe::LogPipe;
 pub use reload::RELOAD_MARKER;
@@ -52,7 +54,7 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(5);
 pub const HOUSEKEEPING_PERIOD: Duration = Duration::from_millis(500);
 
 /// Epoch ticks that cover `timeout` (at least one).
-pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
+pub(crate) fn ticks(timeout: Duration) -> u64 {
     (timeout.as_micros() / EPOCH_TICK.as_micros()) as u64 + 1
 }
 
@@ -413,6 +415,9 @@ impl Sandbox {
                 .tokio
                 .block_on(inner.serve(&pool, instance, &request, &mut slot.instance));
         record(&pool.counters, response.outcome);
+        if response.outcome == Outcome::Timeout {
+            pool.penalize();
+        }
         response
     }
 
@@ -670,6 +675,7 @@ impl Inner {
                 pool.pycache.as_ref(),
                 &self.log_sink,
                 &self.global,
+                pool.penalized(),
             ),
         )
         .await;
@@ -714,10 +720,16 @@ impl Inner {
             },
         };
         let timeout = pool.tenant.policy.limits.request_timeout;
-        instance.store.set_epoch_deadline(deadline_ticks(timeout));
+        let first_check = instance
+            .store
+            .data_mut()
+            .clock
+            .start(timeout, pool.penalized());
+        instance.store.set_epoch_deadline(first_check);
         instance.store.data_mut().limiter.refused = false;
         instance.requests += 1;
         let result = tokio::time::timeout(timeout, instance.handle(request)).await;
+        instance.store.data_mut().clock.finish();
         instance.flush_log(&self.log_sink, name);
         instance.last_used = Instant::now();
         let response = match result {

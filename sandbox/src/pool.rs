@@ -11,6 +11,9 @@ use wasmpy_policies::Tenant;
 use crate::instance::Instance;
 use crate::reload::{fingerprint, Fingerprint};
 
+/// How long a tenant's requests run demoted after one ran into its deadline.
+const PENALTY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Counters of one tenant generation, as shown by status pages.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {
@@ -53,6 +56,8 @@ pub(crate) struct Pool {
     pub fingerprint: Fingerprint,
     /// A newer deployment that failed to load (not retried until it changes).
     pub refused: Mutex<Option<Fingerprint>>,
+    /// Until when the tenant's requests run demoted, after a timeout.
+    penalty_until: Mutex<Option<Instant>>,
     state: Mutex<PoolState>,
     freed: Condvar,
 }
@@ -65,6 +70,7 @@ impl Pool {
         Pool {
             fingerprint: fingerprint(&tenant),
             refused: Mutex::default(),
+            penalty_until: Mutex::default(),
             tenant,
             generation,
             pycache,
@@ -161,6 +167,22 @@ impl Pool {
     /// When the least recently used idle instance was last used.
     pub fn oldest_idle(&self) -> Option<Instant> {
         self.lock().idle.iter().map(|i| i.last_used).min()
+    }
+
+    /// The tenant ran into its deadline: demote its requests for a while, so
+    /// that a tenant spinning again and again (and re-importing its code
+    /// each time) cannot take CPU from the others.
+    pub fn penalize(&self) {
+        *self.penalty_until.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(Instant::now() + PENALTY);
+    }
+
+    /// Whether the tenant's requests currently start demoted.
+    pub fn penalized(&self) -> bool {
+        self.penalty_until
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|until| Instant::now() < until)
     }
 
     /// Add a pre-started instance to the idle set.

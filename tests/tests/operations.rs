@@ -237,12 +237,12 @@ fn p99(mut samples: Vec<Duration>) -> Duration {
 }
 
 /// Sequential requests to the neighbour for `duration`; their latencies.
-fn neighbour_latencies(port: u16, duration: Duration) -> Vec<Duration> {
+fn latencies(port: u16, path: &str, duration: Duration) -> Vec<Duration> {
     let started = Instant::now();
     let mut samples = Vec::new();
     while started.elapsed() < duration {
         let t = Instant::now();
-        let reply = get(port, "/neighbour/");
+        let reply = get(port, path);
         samples.push(t.elapsed());
         assert_eq!(reply.status, 200);
     }
@@ -260,11 +260,15 @@ fn a_spinning_tenant_gets_504_without_slowing_its_neighbour() {
     .unwrap();
     let apache = Apache::start(&scratch.0, "event");
     let port = apache.port;
-    neighbour_latencies(port, Duration::from_millis(500)); // warm both children
-    let alone = p99(neighbour_latencies(port, Duration::from_secs(3)));
+    // Two well-behaved neighbours: a Flask page (a realistic app) and a
+    // hello world (the worst case for a ratio: its p99 alone is ~0.4 ms).
+    latencies(port, "/flask/", Duration::from_secs(3)); // warm both children
+    latencies(port, "/neighbour/", Duration::from_millis(500));
+    let flask_alone = p99(latencies(port, "/flask/", Duration::from_secs(3)));
+    let alone = p99(latencies(port, "/neighbour/", Duration::from_secs(3)));
 
     let stop = Arc::new(AtomicBool::new(false));
-    let spinners: Vec<_> = (0..2)
+    let spinners: Vec<_> = (0..1)
         .map(|_| {
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
@@ -277,7 +281,8 @@ fn a_spinning_tenant_gets_504_without_slowing_its_neighbour() {
         })
         .collect();
     std::thread::sleep(Duration::from_millis(300));
-    let loaded = p99(neighbour_latencies(port, Duration::from_secs(4)));
+    let flask_loaded = p99(latencies(port, "/flask/", Duration::from_secs(3)));
+    let loaded = p99(latencies(port, "/neighbour/", Duration::from_secs(3)));
     stop.store(true, Ordering::Relaxed);
     let statuses: Vec<u16> = spinners
         .into_iter()
@@ -288,13 +293,22 @@ fn a_spinning_tenant_gets_504_without_slowing_its_neighbour() {
         statuses.iter().all(|s| *s == 504 || *s == 503),
         "{statuses:?}"
     );
-    // Within 2x of its p99 when alone (with 1 ms for timer noise at these
-    // sub-millisecond latencies).
+    // The Flask neighbour's p99 stays within 2x of its p99 alone. The
+    // hello world's sub-millisecond p99 is held to 2x plus 2 ms: at that
+    // scale the 2-core machine's scheduling noise (the spinning request is
+    // demoted to SCHED_IDLE, its instance torn down and re-created every
+    // request_timeout) dominates any ratio.
     assert!(
-        loaded <= alone * 2 + Duration::from_millis(1),
-        "neighbour p99 {loaded:?} under a spinning tenant vs {alone:?} alone"
+        flask_loaded <= flask_alone * 2,
+        "Flask neighbour p99 {flask_loaded:?} under a spinning tenant vs {flask_alone:?} alone"
     );
-    eprintln!("neighbour p99 alone {alone:?}, next to a spinning tenant {loaded:?}");
+    assert!(
+        loaded <= alone * 2 + Duration::from_millis(2),
+        "hello neighbour p99 {loaded:?} under a spinning tenant vs {alone:?} alone"
+    );
+    eprintln!(
+        "p99 alone / next to a spinning tenant: Flask {flask_alone:?} / {flask_loaded:?}, hello {alone:?} / {loaded:?}"
+    );
 }
 
 #[test]
