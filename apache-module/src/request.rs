@@ -134,10 +134,10 @@ pub unsafe fn serve(r: &mut request_rec) -> Result<c_int, String> {
             "no sandbox in this child: request for tenant {tenant} refused"
         ));
     };
-    let Some(policy) = sandbox.tenant(&tenant).map(|t| t.policy) else {
+    let Some(max_body) = sandbox.max_body(&tenant) else {
         return Ok(ffi::HTTP_NOT_FOUND as c_int);
     };
-    let body = match read_body(r, policy.limits.max_body_bytes) {
+    let body = match read_body(r, max_body) {
         Ok(body) => body,
         Err(status) => return Ok(status),
     };

@@ -63,15 +63,14 @@ fn handle(sandbox: &Sandbox, server_port: u16, mut request: tiny_http::Request) 
     let url = request.url().to_string();
     let (path, query) = url.split_once('?').unwrap_or((&url, ""));
     let host = header(&request, "Host").map(str::to_string);
-    let Some(route) = route(host.as_deref(), path, |t| sandbox.tenant(t).is_some()) else {
+    let Some(route) = route(host.as_deref(), path, |t| sandbox.max_body(t).is_some()) else {
         let _ = request.respond(plain(404, "404 Not Found\n"));
         return;
     };
-    let Some(tenant) = sandbox.tenant(&route.tenant) else {
+    let Some(max_body) = sandbox.max_body(&route.tenant) else {
         let _ = request.respond(plain(404, "404 Not Found\n"));
         return;
     };
-    let max_body = tenant.policy.limits.max_body_bytes;
     let mut body = Vec::new();
     let read = request
         .as_reader()

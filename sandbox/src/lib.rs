@@ -384,6 +384,15 @@ impl Sandbox {
         self.inner.pool(name).map(|pool| pool.tenant.clone())
     }
 
+    /// The request-body limit of a tenant (`None`: no such tenant): what a
+    /// host needs before reading a body, without copying the policy.
+    pub fn max_body(&self, name: &str) -> Option<u64> {
+        self.inner
+            .tenants()
+            .get(name)
+            .map(|pool| pool.tenant.policy.limits.max_body_bytes)
+    }
+
     /// Serve one request of `tenant`. Never panics on guest behaviour: every
     /// failure is a [`Response`] whose [`Outcome`] says what happened.
     pub fn dispatch(&self, tenant: &str, request: Request) -> Response {
