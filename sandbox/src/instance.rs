@@ -26,7 +26,7 @@ pub const GUEST_PYCACHE: &str = "/.wasmpy/pycache";
 
 /// What all instances of the process use together, against the global caps.
 #[derive(Debug)]
-pub struct GlobalUsage {
+pub(crate) struct GlobalUsage {
     /// Live instances.
     pub instances: AtomicU32,
     /// Bytes of linear memory held by all instances.

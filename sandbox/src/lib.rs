@@ -26,13 +26,12 @@ use std::time::{Duration, Instant};
 use wasmpy_policies::Tenant;
 
 pub use clock::{allow_priority_restore, DEMOTE_AFTER};
-pub use instance::GlobalUsage;
-pub use logpipe::LogPipe;
+use logpipe::LogPipe;
 pub use reload::RELOAD_MARKER;
 pub use runtime::{EngineSettings, RuntimeFiles, MAX_MEMORY_BYTES};
 pub use wasmpy_http as http;
 
-use instance::{CreateError, Instance};
+use instance::{CreateError, GlobalUsage, Instance};
 use pool::{Counters, Pool};
 
 /// Bindings generated from `python-wasm/wit/gateway.wit`.
@@ -157,7 +156,7 @@ impl Response {
 }
 
 /// The standard reason phrase of the statuses the sandbox produces itself.
-pub fn reason_phrase(status: u16) -> &'static str {
+fn reason_phrase(status: u16) -> &'static str {
     match status {
         200 => "OK",
         404 => "Not Found",
@@ -340,48 +339,11 @@ impl Sandbox {
         generation
     }
 
-    /// Reload a tenant from its directory now (as the watcher does when it
-    /// notices a deployment): `Ok(Some(generation))` when a new generation
-    /// serves, `Ok(None)` when nothing changed (or the tenant directory is
-    /// gone: the tenant is then unloaded), `Err` (the old generation keeps
-    /// serving) when the new policy or code does not load.
-    pub fn reload_tenant(&self, name: &str) -> Result<Option<u64>, String> {
-        let pool = self
-            .inner
-            .pool(name)
-            .ok_or_else(|| format!("no tenant {name}"))?;
-        self.inner.reload(&pool, true)
-    }
-
-    /// Instances and linear memory of all tenants together.
-    pub fn usage(&self) -> (u32, u64) {
-        let global = &self.inner.global;
-        (
-            global.instances.load(Ordering::Relaxed),
-            global.memory.load(Ordering::Relaxed),
-        )
-    }
-
-    /// Remove a tenant: later requests for it get 404.
-    pub fn remove_tenant(&self, name: &str) -> bool {
-        self.inner
-            .tenants
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(name)
-            .is_some()
-    }
-
     /// Names of the tenants, sorted.
     pub fn tenant_names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.inner.tenants().keys().cloned().collect();
         names.sort();
         names
-    }
-
-    /// The loaded policy of a tenant.
-    pub fn tenant(&self, name: &str) -> Option<Tenant> {
-        self.inner.pool(name).map(|pool| pool.tenant.clone())
     }
 
     /// The request-body limit of a tenant (`None`: no such tenant): what a
@@ -583,60 +545,65 @@ impl Inner {
         tracing::info!(tenant = %name, generation, "tenant loaded");
     }
 
-    /// Load a new generation of `pool`'s tenant if its deployment changed
-    /// (or `force`), warm one instance of it, and switch to it. On any
-    /// failure the current generation keeps serving and the reason is logged.
-    fn reload(&self, pool: &Arc<Pool>, force: bool) -> Result<Option<u64>, String> {
-        let name = pool.tenant.name.clone();
+    /// Load a new generation of `pool`'s tenant if its deployment changed,
+    /// warm one instance of it, and switch to it. On any failure the
+    /// current generation keeps serving and the reason is logged (once per
+    /// change). A tenant whose directory is gone is unloaded.
+    fn reload(&self, pool: &Arc<Pool>) {
+        let name = &pool.tenant.name;
         let now = reload::fingerprint(&pool.tenant);
-        if !force {
+        {
             let refused = pool.refused.lock().unwrap_or_else(|e| e.into_inner());
             if now == pool.fingerprint || refused.as_ref() == Some(&now) {
-                return Ok(None);
+                return;
             }
         }
-        let refuse = |why: String| {
-            *pool.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(now.clone());
-            let message = format!(
-                "mod_wasmpy: new deployment refused, generation {} keeps serving: {why}",
-                pool.generation
-            );
-            for line in message.lines() {
-                self.log(&name, line);
-            }
-            Err(why)
-        };
         if !pool.tenant.dir.exists() {
             // The operator removed the tenant: stop serving it (404), once.
             let mut tenants = self.tenants.write().unwrap_or_else(|e| e.into_inner());
-            if tenants.get(&name).is_some_and(|p| Arc::ptr_eq(p, pool)) {
-                tenants.remove(&name);
+            if tenants.get(name).is_some_and(|p| Arc::ptr_eq(p, pool)) {
+                tenants.remove(name);
                 drop(tenants);
                 self.log(
-                    &name,
+                    name,
                     "mod_wasmpy: tenant directory removed: tenant unloaded",
                 );
             }
-            return Ok(None);
+            return;
         }
-        let tenant = match wasmpy_policies::load_tenant(&pool.tenant.dir) {
-            Ok(tenant) => tenant,
-            Err(errors) => return refuse(errors.to_string()),
-        };
-        let next = self.new_pool(tenant);
-        // Warm the new generation before it takes requests: no request pays
-        // its cold start, and code that does not import never serves.
-        match self.tokio.block_on(self.create(&next)) {
-            Ok(instance) => next.add_idle(instance),
-            Err((_, why)) => return refuse(why),
+        let loaded = wasmpy_policies::load_tenant(&pool.tenant.dir)
+            .map_err(|errors| errors.to_string())
+            .and_then(|tenant| {
+                let next = self.new_pool(tenant);
+                // Warm the new generation before it takes requests: no request
+                // pays its cold start, and code that does not import never serves.
+                let instance = self
+                    .tokio
+                    .block_on(self.create(&next))
+                    .map_err(|(_, why)| why)?;
+                next.add_idle(instance);
+                Ok(next)
+            });
+        match loaded {
+            Ok(next) => {
+                let generation = next.generation;
+                self.install(next);
+                self.log(
+                    name,
+                    &format!("mod_wasmpy: reloaded, generation {generation} serves"),
+                );
+            }
+            Err(why) => {
+                *pool.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(now);
+                let message = format!(
+                    "mod_wasmpy: new deployment refused, generation {} keeps serving: {why}",
+                    pool.generation
+                );
+                for line in message.lines() {
+                    self.log(name, line);
+                }
+            }
         }
-        let generation = next.generation;
-        self.install(next);
-        self.log(
-            &name,
-            &format!("mod_wasmpy: reloaded, generation {generation} serves"),
-        );
-        Ok(Some(generation))
     }
 
     /// Make room under the process-wide instance cap by dropping the least
@@ -790,7 +757,7 @@ impl Inner {
     fn housekeeping(&self) {
         let pools = || -> Vec<Arc<Pool>> { self.tenants().values().cloned().collect() };
         for pool in pools() {
-            let _ = self.reload(&pool, false);
+            self.reload(&pool);
         }
         let now = Instant::now();
         for pool in pools() {
