@@ -276,19 +276,24 @@ fn requests_beyond_max_instances_queue_then_get_503() {
     );
 }
 
-#[test]
-fn configtest_rejects_a_bad_policy_with_file_line_and_key() {
-    let scratch = Scratch::with_tenants("apache-configtest");
-    let ok = Command::new(binary("wasmpy"))
+/// `wasmpy apache --configtest` on the tenants of `scratch`.
+fn configtest(scratch: &Scratch, run_dir: &str) -> std::process::Output {
+    Command::new(binary("wasmpy"))
         .args([
             "apache",
             scratch.0.to_str().unwrap(),
             "--configtest",
             "--run-dir",
         ])
-        .arg(scratch.path("run-ok"))
+        .arg(scratch.path(run_dir))
         .output()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn configtest_rejects_a_bad_policy_with_file_line_and_key() {
+    let scratch = Scratch::with_tenants("apache-configtest");
+    let ok = configtest(&scratch, "run-ok");
     assert!(
         ok.status.success(),
         "{}",
@@ -299,16 +304,7 @@ fn configtest_rejects_a_bad_policy_with_file_line_and_key() {
         "# comment\n[limits]\nmemory = \"lots\"\n",
     )
     .unwrap();
-    let bad = Command::new(binary("wasmpy"))
-        .args([
-            "apache",
-            scratch.0.to_str().unwrap(),
-            "--configtest",
-            "--run-dir",
-        ])
-        .arg(scratch.path("run-bad"))
-        .output()
-        .unwrap();
+    let bad = configtest(&scratch, "run-bad");
     assert!(!bad.status.success());
     let text = String::from_utf8_lossy(&bad.stderr);
     let policy = scratch.path("hello/policy.toml").canonicalize().unwrap();
