@@ -21,7 +21,7 @@ fi
 mkdir -p "$out"
 "$venv/bin/python" "$here/extract_stdlib.py" "$out/python"
 "$venv/bin/componentize-py" -q -d "$here/wit" -w gateway componentize \
-  -p "$here/gateway" wasmpy_gateway -o "$out/gateway.wasm.tmp"
+  -p "$here/guest" wasmpy_gateway -o "$out/gateway.wasm.tmp"
 mv "$out/gateway.wasm.tmp" "$out/gateway.wasm"
 sha256sum "$out/gateway.wasm" | sed "s|$out/||" > "$out/gateway.wasm.sha256"
 echo "runtime built: $out/gateway.wasm ($(du -h "$out/gateway.wasm" | cut -f1))"
