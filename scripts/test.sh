@@ -5,6 +5,7 @@ top="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$top"
 scripts/setup.sh
 cargo build
+python3 -m unittest discover -s python-wasm/tests -t python-wasm
 # Compile the runtime once into the cache the tests share.
 target/debug/wasmpy prepare --cache-dir target/wasmpy-test-cache
 cargo test

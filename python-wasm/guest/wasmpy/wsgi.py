@@ -26,6 +26,8 @@ from . import _host
 SERVER_SOFTWARE = "mod_wasmpy/0.2"
 # How much wsgi.input asks the host for at a time.
 READ_BLOCK = 64 * 1024
+# The most one host read asks for (read(n) with a large n loops).
+MAX_READ = 4 * 1024 * 1024
 # How much a FileWrapper reads at a time when it cannot use sendfile.
 FILE_BLOCK = 64 * 1024
 
@@ -80,7 +82,7 @@ class Input:
         """Ask the host for at least one more block; False at the end of the body."""
         if self._eof:
             return False
-        data = _host.read(self._rid, max(want, READ_BLOCK))
+        data = _host.read(self._rid, min(max(want, READ_BLOCK), MAX_READ))
         if not data:
             self._eof = True
             return False
