@@ -38,6 +38,21 @@ pub struct ModuleConfig {
     pub mounts: Vec<AppMount>,
     /// Every tenant, validated, by name.
     pub tenants: BTreeMap<String, Tenant>,
+    /// Every `WasmPyTenant`, in config order.
+    pub bindings: Vec<Binding>,
+}
+
+/// One `WasmPyTenant`: the scope it binds.
+#[derive(Debug, Clone)]
+pub struct Binding {
+    /// The `server_rec` it was declared in.
+    pub server: usize,
+    /// Declared in the main server (then it reaches the virtual hosts too).
+    pub main: bool,
+    /// The section's path (`None`: server scope).
+    pub path: Option<String>,
+    /// The tenant's name.
+    pub tenant: String,
 }
 
 impl ModuleConfig {
@@ -64,18 +79,7 @@ impl ModuleConfig {
             ));
         }
         let prefix = prefix.trim_end_matches('/').to_string();
-        let tenant = wasmpy_policies::load_tenant(dir)
-            .map_err(|errors| format!("WasmPyApp: tenant {} refused:\n{errors}", dir.display()))?;
-        if let Some(known) = self.tenants.get(&tenant.name) {
-            if known.dir != tenant.dir {
-                return Err(format!(
-                    "WasmPyApp: two tenants named {:?}: {} and {} (a tenant is named after its directory)",
-                    tenant.name,
-                    known.dir.display(),
-                    tenant.dir.display()
-                ));
-            }
-        }
+        let tenant = Self::load_tenant("WasmPyApp", dir, &self.tenants)?;
         if self
             .mounts
             .iter()
@@ -93,6 +97,67 @@ impl ModuleConfig {
         });
         self.tenants.insert(tenant.name.clone(), tenant);
         Ok(())
+    }
+
+    /// Load and validate the tenant in `dir` for `directive`; two tenants
+    /// of one name (a tenant is named after its directory) are refused.
+    fn load_tenant(
+        directive: &str,
+        dir: &Path,
+        known: &BTreeMap<String, Tenant>,
+    ) -> Result<Tenant, String> {
+        let tenant = wasmpy_policies::load_tenant(dir)
+            .map_err(|errors| format!("{directive}: tenant {} refused:\n{errors}", dir.display()))?;
+        if let Some(known) = known.get(&tenant.name) {
+            if known.dir != tenant.dir {
+                return Err(format!(
+                    "{directive}: two tenants named {:?}: {} and {} (a tenant is named after its directory)",
+                    tenant.name,
+                    known.dir.display(),
+                    tenant.dir.display()
+                ));
+            }
+        }
+        Ok(tenant)
+    }
+
+    /// Handle `WasmPyTenant`: validate the tenant now (configtest) and
+    /// remember the scope it binds. Returns the tenant's name.
+    pub fn bind_tenant(
+        &mut self,
+        server: usize,
+        main: bool,
+        path: Option<&str>,
+        dir: &Path,
+    ) -> Result<String, String> {
+        let tenant = Self::load_tenant("WasmPyTenant", dir, &self.tenants)?;
+        let name = tenant.name.clone();
+        self.bindings.push(Binding {
+            server,
+            main,
+            path: path.map(str::to_string),
+            tenant: name.clone(),
+        });
+        self.tenants.insert(name.clone(), tenant);
+        Ok(name)
+    }
+
+    /// The tenant bound to a scope at `path` of `server` by an enclosing
+    /// `WasmPyTenant` (server scope, or a section whose path contains it).
+    pub fn bound_tenant(&self, server: usize, path: Option<&str>) -> Option<&str> {
+        self.bindings
+            .iter()
+            .rev()
+            .filter(|b| b.server == server || b.main)
+            .find(|b| match (&b.path, path) {
+                (None, _) => true,
+                (Some(outer), Some(inner)) => {
+                    inner == outer
+                        || inner.starts_with(&format!("{}/", outer.trim_end_matches('/')))
+                }
+                (Some(_), None) => false,
+            })
+            .map(|b| b.tenant.as_str())
     }
 
     /// The mount serving `path` on `server`: the longest matching prefix of

@@ -10,7 +10,12 @@
 #![allow(clippy::missing_safety_doc)]
 
 mod config;
+mod dirconfig;
+mod directives;
 mod ffi;
+mod fields;
+mod phases;
+mod req;
 mod request;
 mod status;
 
@@ -48,8 +53,8 @@ pub static mut wasmpy_module: ffi::module = ffi::module {
     next: std::ptr::null_mut(),
     magic: ffi::MODULE_MAGIC_COOKIE as _,
     rewrite_args: None,
-    create_dir_config: None,
-    merge_dir_config: None,
+    create_dir_config: Some(dirconfig::create_dir_config),
+    merge_dir_config: Some(dirconfig::merge_dir_config),
     create_server_config: None,
     merge_server_config: None,
     cmds: (&raw const ffi::wasmpy_shim_cmds).cast(),
@@ -65,6 +70,7 @@ static CONFIG: RwLock<ModuleConfig> = RwLock::new(ModuleConfig {
     max_memory: None,
     mounts: Vec::new(),
     tenants: std::collections::BTreeMap::new(),
+    bindings: Vec::new(),
 });
 /// The child's sandbox (none in the parent).
 static SANDBOX: RwLock<Option<Arc<Sandbox>>> = RwLock::new(None);
@@ -282,7 +288,7 @@ pub unsafe extern "C" fn wasmpy_post_config(
 ) -> c_int {
     guard(ffi::HTTP_INTERNAL_SERVER_ERROR as c_int, || {
         let config = config();
-        if config.mounts.is_empty() {
+        if config.tenants.is_empty() {
             return ffi::OK as c_int;
         }
         let settings = sandbox_config(&config);
@@ -389,7 +395,7 @@ pub unsafe extern "C" fn wasmpy_child_init(pchild: *mut apr_pool_t, s: *mut serv
             .with_ansi(false)
             .try_init();
         let config = config();
-        if config.mounts.is_empty() {
+        if config.tenants.is_empty() {
             return;
         }
         let settings = sandbox_config(&config);
@@ -481,6 +487,11 @@ pub unsafe extern "C" fn wasmpy_map_to_storage(r: *mut request_rec) -> c_int {
 pub unsafe extern "C" fn wasmpy_handler(r: *mut request_rec) -> c_int {
     if (*r).handler.is_null() {
         return ffi::DECLINED as c_int;
+    }
+    if let Some(status) = guard(Some(ffi::HTTP_INTERNAL_SERVER_ERROR as c_int), || {
+        phases::content(r)
+    }) {
+        return status;
     }
     let handler = CStr::from_ptr((*r).handler);
     let served = if handler == APP_HANDLER {

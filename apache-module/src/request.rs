@@ -6,13 +6,14 @@ use std::ffi::{c_char, c_int, CString};
 use wasmpy_sandbox::{Outcome, Request, Response};
 
 use crate::ffi::{self, apr_array_header_t, apr_table_entry_t, apr_table_t, request_rec};
+use crate::req::{ApacheRequest, Body};
 use crate::{pool_str, sandbox, text, NOTE_SCRIPT_NAME, NOTE_TENANT};
 
 /// Bytes read from the client per `ap_get_client_block` call.
 const READ_CHUNK: usize = 64 * 1024;
 
 /// The entries of an APR table, in order (what the `apr_table_elts` macro does).
-unsafe fn table_entries<'a>(table: *const apr_table_t) -> &'a [apr_table_entry_t] {
+pub(crate) unsafe fn table_entries<'a>(table: *const apr_table_t) -> &'a [apr_table_entry_t] {
     let array = &*(table as *const apr_array_header_t);
     if array.nelts <= 0 || array.elts.is_null() {
         return &[];
@@ -28,9 +29,14 @@ unsafe fn bytes<'a>(ptr: *const c_char) -> &'a [u8] {
     }
 }
 
-/// Read the request body through Apache's input filters (chunked uploads
-/// de-chunked), refusing more than `max` bytes.
-unsafe fn read_body(r: &mut request_rec, max: u64) -> Result<Vec<u8>, c_int> {
+/// Bytes of the body read before the guest is called: a small body then
+/// crosses the boundary in the request record, a large one is read on demand.
+const PREFETCH: usize = 64 * 1024;
+
+/// Check the declared length against `max`, set up body reading (chunked
+/// uploads de-chunked) and read up to [`PREFETCH`] bytes. Returns the bytes
+/// and whether they are the whole body.
+unsafe fn prefetch_body(r: &mut request_rec, body: &mut Body, max: u64) -> Result<(Vec<u8>, bool), c_int> {
     let declared = text(ffi::apr_table_get(r.headers_in, c"Content-Length".as_ptr()));
     if declared.parse::<u64>().is_ok_and(|n| n > max) {
         return Err(ffi::HTTP_REQUEST_ENTITY_TOO_LARGE as c_int);
@@ -39,28 +45,31 @@ unsafe fn read_body(r: &mut request_rec, max: u64) -> Result<Vec<u8>, c_int> {
     if status != ffi::OK as c_int {
         return Err(status);
     }
-    let mut body = Vec::new();
-    if ffi::ap_should_client_block(r) == 0 {
-        return Ok(body);
+    let readable = ffi::ap_should_client_block(r) != 0;
+    body.readable = Some(readable);
+    let mut data = Vec::new();
+    if !readable {
+        return Ok((data, true));
     }
     let mut chunk = vec![0u8; READ_CHUNK];
-    loop {
+    while data.len() < PREFETCH {
         let n = ffi::ap_get_client_block(r, chunk.as_mut_ptr().cast(), chunk.len() as _);
         match n {
-            0 => return Ok(body),
+            0 => return Ok((data, true)),
             n if n < 0 => return Err(ffi::HTTP_BAD_REQUEST as c_int),
             n => {
-                body.extend_from_slice(&chunk[..n as usize]);
-                if body.len() as u64 > max {
+                data.extend_from_slice(&chunk[..n as usize]);
+                if data.len() as u64 > max {
                     return Err(ffi::HTTP_REQUEST_ENTITY_TOO_LARGE as c_int);
                 }
             }
         }
     }
+    Ok((data, false))
 }
 
 /// Build the sandbox request from `r`.
-unsafe fn to_request(r: &request_rec, script_name: &str, body: Vec<u8>) -> Request {
+unsafe fn to_request(r: &request_rec, script_name: &str, body: Vec<u8>, body_complete: bool) -> Request {
     let uri = bytes(r.uri);
     let path_info = uri.get(script_name.len()..).unwrap_or_default().to_vec();
     let headers = table_entries(r.headers_in)
@@ -80,6 +89,7 @@ unsafe fn to_request(r: &request_rec, script_name: &str, body: Vec<u8>) -> Reque
         request_uri: String::from_utf8_lossy(bytes(r.unparsed_uri)).into_owned(),
         headers,
         body,
+        body_complete,
         remote_addr: text(r.useragent_ip).to_string(),
         remote_port: port,
         server_name: text(ffi::ap_get_server_name(r as *const _ as *mut _)).to_string(),
@@ -89,21 +99,11 @@ unsafe fn to_request(r: &request_rec, script_name: &str, body: Vec<u8>) -> Reque
     }
 }
 
-/// Hand the response to Apache: status, headers (repeated ones kept), body
-/// through the output filter chain.
-unsafe fn write_response(r: &mut request_rec, response: Response) -> c_int {
-    if response.outcome != Outcome::Ok {
-        if response.outcome == Outcome::QueueTimeout {
-            ffi::apr_table_setn(r.err_headers_out, c"Retry-After".as_ptr(), c"1".as_ptr());
-        }
-        // Apache writes the error page (ErrorDocument applies).
-        return response.status as c_int;
-    }
-    r.status = c_int::from(response.status);
-    for (name, value) in &response.headers {
-        if name.eq_ignore_ascii_case("content-length") {
-            continue;
-        }
+/// Set the status and headers of `r` (repeated ones kept; the content
+/// type through Apache; `Content-Length` left to Apache unless `keep_length`).
+pub(crate) unsafe fn set_head(r: &mut request_rec, status: u16, headers: &[(String, Vec<u8>)]) {
+    r.status = c_int::from(status);
+    for (name, value) in headers {
         let value = pool_str(r.pool, value);
         if name.eq_ignore_ascii_case("content-type") {
             ffi::ap_set_content_type(r, value);
@@ -111,6 +111,36 @@ unsafe fn write_response(r: &mut request_rec, response: Response) -> c_int {
             ffi::apr_table_add(r.headers_out, pool_str(r.pool, name.as_bytes()), value);
         }
     }
+}
+
+/// Hand the response to Apache: status, headers, body through the output
+/// filter chain (or, when the guest streamed, the rest of the body).
+unsafe fn write_response(r: &mut request_rec, response: Response) -> c_int {
+    if response.streamed {
+        if response.outcome != Outcome::Ok {
+            // The status is on the wire: cut the response short so that the
+            // client sees it incomplete rather than a truncated success.
+            (*r.connection).aborted = 1;
+            return ffi::OK as c_int;
+        }
+        if !response.body.is_empty() {
+            ffi::ap_rwrite(response.body.as_ptr().cast(), response.body.len() as c_int, r);
+        }
+        return ffi::OK as c_int;
+    }
+    if response.outcome != Outcome::Ok {
+        if response.outcome == Outcome::QueueTimeout {
+            ffi::apr_table_setn(r.err_headers_out, c"Retry-After".as_ptr(), c"1".as_ptr());
+        }
+        // Apache writes the error page (ErrorDocument applies).
+        return response.status as c_int;
+    }
+    let headers: Vec<(String, Vec<u8>)> = response
+        .headers
+        .into_iter()
+        .filter(|(name, _)| !name.eq_ignore_ascii_case("content-length"))
+        .collect();
+    set_head(r, response.status, &headers);
     ffi::ap_set_content_length(r, response.body.len() as _);
     if !response.body.is_empty()
         && ffi::ap_rwrite(
@@ -137,12 +167,14 @@ pub unsafe fn serve(r: &mut request_rec) -> Result<c_int, String> {
     let Some(max_body) = sandbox.max_body(&tenant) else {
         return Ok(ffi::HTTP_NOT_FOUND as c_int);
     };
-    let body = match read_body(r, max_body) {
+    let mut body_state = Body::default();
+    let (body, complete) = match prefetch_body(r, &mut body_state, max_body) {
         Ok(body) => body,
         Err(status) => return Ok(status),
     };
-    let request = to_request(r, &script_name, body);
-    let response = sandbox.dispatch(&tenant, request);
+    let request = to_request(r, &script_name, body, complete);
+    let host = ApacheRequest::new(r, &mut body_state, std::ptr::null_mut(), false);
+    let response = sandbox.dispatch(&tenant, request, Box::new(host));
     if response.outcome != Outcome::Ok {
         let msg = CString::new(format!(
             "mod_wasmpy: [tenant {tenant}] {} {}: {:?} -> {}",

@@ -10,6 +10,7 @@
 #include "http_log.h"
 #include "http_protocol.h"
 #include "http_request.h"
+#include "apr_buckets.h"
 
 /* Implemented in Rust. */
 extern const char *wasmpy_cmd_app(cmd_parms *cmd, void *cfg, const char *prefix, const char *dir);
@@ -23,6 +24,23 @@ extern void wasmpy_child_init(apr_pool_t *pchild, server_rec *s);
 extern int wasmpy_translate_name(request_rec *r);
 extern int wasmpy_map_to_storage(request_rec *r);
 extern int wasmpy_handler(request_rec *r);
+extern const char *wasmpy_cmd_tenant(cmd_parms *cmd, void *cfg, const char *dir);
+extern const char *wasmpy_cmd_python_handler(cmd_parms *cmd, void *cfg, const char *args);
+extern const char *wasmpy_cmd_python_handler_module(cmd_parms *cmd, void *cfg, const char *module);
+extern const char *wasmpy_cmd_python_option(cmd_parms *cmd, void *cfg, const char *key, const char *value);
+extern const char *wasmpy_cmd_python_flag(cmd_parms *cmd, void *cfg, int on);
+extern const char *wasmpy_cmd_python_value(cmd_parms *cmd, void *cfg, const char *value);
+extern const char *wasmpy_cmd_python_no_args(cmd_parms *cmd, void *cfg);
+extern const char *wasmpy_cmd_python_import(cmd_parms *cmd, void *cfg, const char *module, const char *interp);
+extern int wasmpy_phase_post_read(request_rec *r);
+extern int wasmpy_phase_trans(request_rec *r);
+extern int wasmpy_phase_header_parser(request_rec *r);
+extern int wasmpy_phase_access(request_rec *r);
+extern int wasmpy_phase_authen(request_rec *r);
+extern int wasmpy_phase_authz(request_rec *r);
+extern int wasmpy_phase_type(request_rec *r);
+extern int wasmpy_phase_fixup(request_rec *r);
+extern int wasmpy_phase_log(request_rec *r);
 
 /* The module record is defined in Rust (src/lib.rs) so that it is exported
  * from the cdylib; it points at this table and this hook registration. */
@@ -40,6 +58,56 @@ const command_rec wasmpy_shim_cmds[] = {
                   "instance slots of the pooling allocator, per Apache child"),
     AP_INIT_TAKE1("WasmPyMaxMemory", wasmpy_cmd_max_memory, NULL, RSRC_CONF,
                   "linear memory of all instances of an Apache child together (e.g. 8GiB)"),
+    AP_INIT_TAKE1("WasmPyTenant", wasmpy_cmd_tenant, NULL, RSRC_CONF | ACCESS_CONF,
+                  "a tenant directory whose sandbox runs the Python handlers of this scope"),
+    /* mod_python's directives, with its names; cmd->info is the phase index
+     * of apache-module/src/directives.rs (PHASES). */
+    AP_INIT_RAW_ARGS("PythonPostReadRequestHandler", wasmpy_cmd_python_handler, (void *)0, RSRC_CONF,
+                     "Python post-read-request handlers: module[::object] ... [| .ext ...]"),
+    AP_INIT_RAW_ARGS("PythonTransHandler", wasmpy_cmd_python_handler, (void *)1, RSRC_CONF,
+                     "Python translate handlers"),
+    AP_INIT_RAW_ARGS("PythonHeaderParserHandler", wasmpy_cmd_python_handler, (void *)2, OR_FILEINFO,
+                     "Python header parser handlers"),
+    AP_INIT_RAW_ARGS("PythonInitHandler", wasmpy_cmd_python_handler, (void *)3, OR_FILEINFO,
+                     "Python init handlers (post-read-request at server level, header parser in a directory)"),
+    AP_INIT_RAW_ARGS("PythonAccessHandler", wasmpy_cmd_python_handler, (void *)4, OR_FILEINFO,
+                     "Python access handlers"),
+    AP_INIT_RAW_ARGS("PythonAuthenHandler", wasmpy_cmd_python_handler, (void *)5, OR_FILEINFO,
+                     "Python authentication handlers"),
+    AP_INIT_RAW_ARGS("PythonAuthzHandler", wasmpy_cmd_python_handler, (void *)6, OR_FILEINFO,
+                     "Python authorization handlers"),
+    AP_INIT_RAW_ARGS("PythonTypeHandler", wasmpy_cmd_python_handler, (void *)7, OR_FILEINFO,
+                     "Python type handlers"),
+    AP_INIT_RAW_ARGS("PythonFixupHandler", wasmpy_cmd_python_handler, (void *)8, OR_FILEINFO,
+                     "Python fixup handlers"),
+    AP_INIT_RAW_ARGS("PythonHandler", wasmpy_cmd_python_handler, (void *)9, OR_FILEINFO,
+                     "Python content handlers"),
+    AP_INIT_RAW_ARGS("PythonLogHandler", wasmpy_cmd_python_handler, (void *)10, OR_FILEINFO,
+                     "Python log handlers"),
+    AP_INIT_RAW_ARGS("PythonCleanupHandler", wasmpy_cmd_python_handler, (void *)11, OR_FILEINFO,
+                     "Python cleanup handlers"),
+    AP_INIT_TAKE1("PythonHandlerModule", wasmpy_cmd_python_handler_module, NULL, OR_FILEINFO,
+                  "a module whose phase functions handle every phase they define"),
+    AP_INIT_TAKE12("PythonOption", wasmpy_cmd_python_option, NULL, OR_FILEINFO,
+                   "an option for req.get_options(): key [value] (no value unsets it)"),
+    AP_INIT_FLAG("PythonDebug", wasmpy_cmd_python_flag, "PythonDebug", OR_FILEINFO,
+                 "On: send tracebacks to the client"),
+    AP_INIT_FLAG("PythonAutoReload", wasmpy_cmd_python_flag, "PythonAutoReload", OR_FILEINFO,
+                 "On (default): reload handler modules that changed"),
+    AP_INIT_FLAG("PythonEnablePdb", wasmpy_cmd_python_flag, "PythonEnablePdb", OR_FILEINFO,
+                 "accepted and ignored: no debugger in a sandbox"),
+    AP_INIT_FLAG("PythonOptimize", wasmpy_cmd_python_flag, "PythonOptimize", RSRC_CONF,
+                 "accepted and ignored: the runtime is built once for every tenant"),
+    AP_INIT_TAKE1("PythonPath", wasmpy_cmd_python_value, "PythonPath", OR_FILEINFO,
+                  "a Python expression for sys.path, evaluated in the sandbox"),
+    AP_INIT_TAKE1("PythonInterpreter", wasmpy_cmd_python_value, "PythonInterpreter", OR_FILEINFO,
+                  "an interpreter name (within this scope's tenant)"),
+    AP_INIT_NO_ARGS("PythonInterpPerDirectory", wasmpy_cmd_python_no_args, "PythonInterpPerDirectory", OR_FILEINFO,
+                    "name the interpreter after the requested file's directory"),
+    AP_INIT_NO_ARGS("PythonInterpPerDirective", wasmpy_cmd_python_no_args, "PythonInterpPerDirective", OR_FILEINFO,
+                    "name the interpreter after the directive's directory"),
+    AP_INIT_TAKE2("PythonImport", wasmpy_cmd_python_import, NULL, RSRC_CONF,
+                  "a module to import in each instance before its first handler, and an interpreter name"),
     {NULL}
 };
 
@@ -54,6 +122,35 @@ void wasmpy_shim_register_hooks(apr_pool_t *p)
     /* Our URLs are not files: skip the <Directory> walk, as mod_proxy does. */
     ap_hook_map_to_storage(wasmpy_map_to_storage, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_handler(wasmpy_handler, NULL, NULL, APR_HOOK_MIDDLE);
+    /* mod_python's phases (apache-module/src/phases.rs). */
+    ap_hook_post_read_request(wasmpy_phase_post_read, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_translate_name(wasmpy_phase_trans, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_header_parser(wasmpy_phase_header_parser, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_access_checker(wasmpy_phase_access, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_check_user_id(wasmpy_phase_authen, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_auth_checker(wasmpy_phase_authz, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_type_checker(wasmpy_phase_type, NULL, NULL, APR_HOOK_FIRST);
+    ap_hook_fixups(wasmpy_phase_fixup, NULL, NULL, APR_HOOK_MIDDLE);
+    ap_hook_log_transaction(wasmpy_phase_log, NULL, NULL, APR_HOOK_MIDDLE);
+}
+
+/* Macros of httpd made callable. */
+void *wasmpy_shim_get_module_config(ap_conf_vector_t *cv)
+{
+    return ap_get_module_config(cv, &wasmpy_module);
+}
+
+void wasmpy_shim_set_module_config(ap_conf_vector_t *cv, void *val)
+{
+    ap_set_module_config(cv, &wasmpy_module, val);
+}
+
+/* Append a file bucket for fd and pass the brigade down the output filters. */
+int wasmpy_shim_send_file(request_rec *r, apr_file_t *fd, apr_off_t offset, apr_size_t length)
+{
+    apr_bucket_brigade *bb = apr_brigade_create(r->pool, r->connection->bucket_alloc);
+    apr_brigade_insert_file(bb, fd, offset, length, r->pool);
+    return ap_pass_brigade(r->output_filters, bb) == APR_SUCCESS ? 0 : -1;
 }
 
 

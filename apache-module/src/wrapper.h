@@ -8,9 +8,15 @@
 #include "unixd.h"
 #include "apr_strings.h"
 #include "apr_tables.h"
+#include "apr_file_io.h"
+#include "ap_mpm.h"
+#include "util_script.h"
 
 /* Helpers of the C shim (src/shim.c): httpd macros made callable. */
 void wasmpy_shim_log_server(const server_rec *s, int level, const char *msg);
 void wasmpy_shim_log_request(const request_rec *r, int level, const char *msg);
 void wasmpy_shim_register_hooks(apr_pool_t *p);
 extern const command_rec wasmpy_shim_cmds[];
+void *wasmpy_shim_get_module_config(ap_conf_vector_t *cv);
+void wasmpy_shim_set_module_config(ap_conf_vector_t *cv, void *val);
+int wasmpy_shim_send_file(request_rec *r, apr_file_t *fd, apr_off_t offset, apr_size_t length);

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use wasmpy_sandbox::{Outcome, Request, Sandbox, SandboxConfig};
+use wasmpy_sandbox::{Detached, Outcome, Request, Sandbox, SandboxConfig};
 
 const HELLO_APP: &str = r#"def application(environ, start_response):
     start_response("200 OK", [("Content-Type", "text/plain")])
@@ -47,6 +47,7 @@ fn hello_request() -> Request {
         request_uri: "/".into(),
         headers: vec![("Host".into(), b"localhost".to_vec())],
         body: Vec::new(),
+        body_complete: true,
         remote_addr: "127.0.0.1".into(),
         remote_port: 40000,
         server_name: "localhost".into(),
@@ -73,7 +74,7 @@ fn add(sandbox: &Sandbox, dir: &Path) -> anyhow::Result<()> {
 }
 
 fn expect_ok(sandbox: &Sandbox, tenant: &str) -> anyhow::Result<()> {
-    let response = sandbox.dispatch(tenant, hello_request());
+    let response = sandbox.dispatch(tenant, hello_request(), Box::new(Detached));
     anyhow::ensure!(
         response.outcome == Outcome::Ok && response.body == b"Hello, World!",
         "{tenant}: unexpected response {} {:?}",
@@ -114,7 +115,7 @@ pub fn run(requests: u32, tenants: u32, config: SandboxConfig) -> anyhow::Result
     let all = Instant::now();
     for _ in 0..requests {
         let one = Instant::now();
-        let response = sandbox.dispatch("t0", hello_request());
+        let response = sandbox.dispatch("t0", hello_request(), Box::new(Detached));
         times.push(one.elapsed());
         anyhow::ensure!(response.outcome == Outcome::Ok, "request failed");
     }

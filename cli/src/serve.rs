@@ -3,12 +3,16 @@
 
 use std::io::Read;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use anyhow::Context;
 use tiny_http::{Header, Server};
 use wasmpy_sandbox::http::percent_decode;
-use wasmpy_sandbox::{Outcome, Request, Response, Sandbox, SandboxConfig};
+use wasmpy_sandbox::{
+    ErrorKind, HostError, Outcome, Request, RequestHost, Response, Sandbox, SandboxConfig,
+};
 
 /// Which tenant a request is for, and its SCRIPT_NAME / PATH_INFO split.
 #[derive(Debug, PartialEq, Eq)]
@@ -98,6 +102,7 @@ fn handle(sandbox: &Sandbox, server_port: u16, mut request: tiny_http::Request) 
             })
             .collect(),
         body,
+        body_complete: true,
         remote_addr: remote.map_or_else(String::new, |a| a.ip().to_string()),
         remote_port: remote.map_or(0, |a| a.port()),
         server_name: host
@@ -108,8 +113,149 @@ fn handle(sandbox: &Sandbox, server_port: u16, mut request: tiny_http::Request) 
         server_protocol: format!("HTTP/{}", request.http_version()),
         url_scheme: "http".to_string(),
     };
-    let response = sandbox.dispatch(&route.tenant, wsgi_request);
-    let _ = request.respond(to_tiny(response));
+    let live = Arc::new(Mutex::new(Live {
+        request: Some(request),
+        sender: None,
+        responder: None,
+    }));
+    let response = sandbox.dispatch(
+        &route.tenant,
+        wsgi_request,
+        Box::new(LiveHandle(Arc::clone(&live))),
+    );
+    let mut live = live.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(request) = live.request.take() {
+        let _ = request.respond(to_tiny(response));
+        return;
+    }
+    if response.outcome == Outcome::Ok && !response.body.is_empty() {
+        let _ = live.send(response.body);
+    }
+    // Closing the channel ends the chunked body; a failed request ends
+    // without its final chunk, so the client sees it incomplete.
+    live.sender = None;
+    if let Some(responder) = live.responder.take() {
+        let _ = responder.join();
+    }
+}
+
+/// The dev server's live request: the body was read up front; a streamed
+/// response goes to the client through a bounded channel, sent chunked by
+/// a responder thread.
+struct Live {
+    /// The request until its response is started.
+    request: Option<tiny_http::Request>,
+    sender: Option<SyncSender<Vec<u8>>>,
+    responder: Option<JoinHandle<()>>,
+}
+
+impl Live {
+    fn send(&mut self, data: Vec<u8>) -> Result<(), HostError> {
+        let sender = self.sender.as_ref().ok_or_else(|| {
+            HostError::new(ErrorKind::Invalid, "the response was not started")
+        })?;
+        sender
+            .send(data)
+            .map_err(|_| HostError::new(ErrorKind::Io, "the client went away"))
+    }
+}
+
+/// The body of a streamed response, as the guest writes it.
+struct ChannelReader {
+    receiver: Receiver<Vec<u8>>,
+    pending: std::io::Cursor<Vec<u8>>,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let n = self.pending.read(buf)?;
+            if n > 0 || buf.is_empty() {
+                return Ok(n);
+            }
+            match self.receiver.recv() {
+                Ok(chunk) => self.pending = std::io::Cursor::new(chunk),
+                Err(_) => return Ok(0),
+            }
+        }
+    }
+}
+
+struct LiveHandle(Arc<Mutex<Live>>);
+
+impl LiveHandle {
+    fn live(&self) -> std::sync::MutexGuard<'_, Live> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl RequestHost for LiveHandle {
+    fn read(&mut self, _max: usize) -> Result<Vec<u8>, HostError> {
+        // The dev server reads the whole body before the call.
+        Ok(Vec::new())
+    }
+
+    fn start_response(
+        &mut self,
+        status: u16,
+        headers: &[(String, Vec<u8>)],
+    ) -> Result<(), HostError> {
+        let mut live = self.live();
+        let request = live
+            .request
+            .take()
+            .ok_or_else(|| HostError::new(ErrorKind::Invalid, "the response was already started"))?;
+        let (sender, receiver) = sync_channel(4);
+        let mut response = tiny_http::Response::new(
+            status.into(),
+            Vec::new(),
+            ChannelReader {
+                receiver,
+                pending: std::io::Cursor::new(Vec::new()),
+            },
+            None,
+            None,
+        );
+        for (name, value) in headers {
+            if name.eq_ignore_ascii_case("content-length") {
+                continue;
+            }
+            if let Ok(header) = Header::from_bytes(name.as_bytes(), value.as_slice()) {
+                response.add_header(header);
+            }
+        }
+        live.sender = Some(sender);
+        live.responder = Some(std::thread::spawn(move || {
+            let _ = request.respond(response);
+        }));
+        Ok(())
+    }
+
+    fn write(&mut self, data: &[u8], _flush: bool) -> Result<(), HostError> {
+        self.live().send(data.to_vec())
+    }
+
+    fn sendfile(&mut self, file: &Path, offset: u64, length: Option<u64>) -> Result<u64, HostError> {
+        use std::io::{Seek, SeekFrom};
+        let io = |e: std::io::Error| HostError::new(ErrorKind::Io, format!("sendfile: {e}"));
+        let mut f = std::fs::File::open(file).map_err(io)?;
+        f.seek(SeekFrom::Start(offset)).map_err(io)?;
+        let mut reader = f.take(length.unwrap_or(u64::MAX));
+        let mut sent = 0;
+        let mut buf = vec![0; 256 * 1024];
+        loop {
+            let n = reader.read(&mut buf).map_err(io)?;
+            if n == 0 {
+                return Ok(sent);
+            }
+            self.live().send(buf[..n].to_vec())?;
+            sent += n as u64;
+        }
+    }
+
+    fn log(&mut self, _level: u8, line: &str) {
+        tracing::warn!(target: "wasmpy::tenant", "{line}");
+    }
 }
 
 fn to_tiny(response: Response) -> tiny_http::Response<std::io::Cursor<Vec<u8>>> {

@@ -49,11 +49,27 @@ pub struct Tenant {
     pub policy: Policy,
 }
 
+impl Tenant {
+    /// The WSGI application to import, if the tenant has one: the policy's
+    /// `entry`, or the default `wsgi:application` when `app/wsgi.py` exists.
+    pub fn wsgi_entry(&self) -> Option<&EntryPoint> {
+        let default_exists = || {
+            let module = self.policy.entry.module.replace('.', "/");
+            self.app_dir.join(format!("{module}.py")).is_file()
+                || self.app_dir.join(&module).join("__init__.py").is_file()
+        };
+        (self.policy.entry_set || default_exists()).then_some(&self.policy.entry)
+    }
+}
+
 /// A validated `policy.toml`.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Policy {
-    /// WSGI entry point (`entry`).
+    /// WSGI entry point (`entry`; `wsgi:application` when absent).
     pub entry: EntryPoint,
+    /// Whether `entry` was written: a tenant used only through mod_python
+    /// handlers has none and no `wsgi.py`, and imports no WSGI application.
+    pub entry_set: bool,
     /// Resource limits (`[limits]`).
     pub limits: Limits,
     /// Environment of the app (`[env]`), sorted by name; nothing else from the host.

@@ -123,7 +123,10 @@ impl Parser<'_> {
             match name {
                 "entry" => match item.as_str() {
                     Some(text) => match text.parse() {
-                        Ok(entry) => policy.entry = entry,
+                        Ok(entry) => {
+                            policy.entry = entry;
+                            policy.entry_set = true;
+                        }
                         Err(InvalidEntryPoint(message)) => self.error(span, name, message),
                     },
                     None => self.type_error(item, span, name, "a string \"module:callable\""),

@@ -144,6 +144,7 @@ guest = "/srv/cache"
             module: "mysite.wsgi".into(),
             callable: "app".into(),
         },
+        entry_set: true,
         limits: Limits {
             memory_bytes: 512 << 20,
             request_timeout: Duration::from_millis(500),

@@ -9,9 +9,10 @@ use std::time::Instant;
 use wasmpy_policies::Tenant;
 use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store};
-use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
-use crate::bindings::{self, Gateway};
+use crate::bindings::Gateway;
+use crate::host::HostState;
 use crate::clock::RequestClock;
 use crate::logpipe::LogPipe;
 use crate::runtime::Runtime;
@@ -103,23 +104,6 @@ impl ResourceLimiter for MemoryLimiter {
     }
 }
 
-/// Per-store host state: the WASI context, the limiter, the request clock.
-pub struct HostState {
-    wasi: WasiCtx,
-    table: ResourceTable,
-    pub(crate) limiter: MemoryLimiter,
-    pub(crate) clock: RequestClock,
-}
-
-impl WasiView for HostState {
-    fn ctx(&mut self) -> WasiCtxView<'_> {
-        WasiCtxView {
-            ctx: &mut self.wasi,
-            table: &mut self.table,
-        }
-    }
-}
-
 /// A live instance of the runtime bound to one tenant generation.
 pub(crate) struct Instance {
     pub store: Store<HostState>,
@@ -207,6 +191,7 @@ impl Instance {
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(policy.limits.memory_bytes as usize, Arc::clone(global)),
             clock: RequestClock::idle(),
+            request: None,
         };
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|state| &mut state.limiter);
@@ -223,9 +208,8 @@ impl Instance {
             .await
             .map_err(|e| CreateError::Host(format!("cannot instantiate the runtime: {e:#}")))?;
         let env: Vec<(String, String)> = policy.env.clone();
-        let loaded = gateway
-            .call_load(&mut store, &policy.entry.to_string(), &env)
-            .await;
+        let entry = tenant.wsgi_entry().map(ToString::to_string).unwrap_or_default();
+        let loaded = gateway.call_load(&mut store, &entry, &env).await;
         store.data_mut().clock.finish();
         let loaded = loaded.map_err(|e| {
             CreateError::Import(format!("the runtime trapped while importing: {e:#}"))
@@ -241,18 +225,9 @@ impl Instance {
         match loaded {
             Ok(()) => Ok(instance),
             Err(traceback) => Err(CreateError::Import(format!(
-                "cannot import {}:\n{traceback}",
-                policy.entry
+                "cannot import {entry}:\n{traceback}"
             ))),
         }
-    }
-
-    /// Serve one request (the caller bounds it in time).
-    pub async fn handle(
-        &mut self,
-        request: &bindings::Request,
-    ) -> wasmtime::Result<bindings::Response> {
-        self.gateway.call_handle(&mut self.store, request).await
     }
 
     /// Bytes of linear memory the instance holds.

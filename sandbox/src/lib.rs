@@ -9,12 +9,18 @@
 //! threads (the epoch ticker, housekeeping, a small tokio runtime) and the
 //! engine installs signal handlers.
 
+mod api;
+mod bindings;
+mod block_on;
 mod clock;
+mod dispatch;
+mod host;
 mod instance;
 mod logpipe;
 mod pool;
 mod reload;
 mod runtime;
+mod session;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -31,19 +37,16 @@ pub use reload::RELOAD_MARKER;
 pub use runtime::{EngineSettings, RuntimeFiles, MAX_MEMORY_BYTES};
 pub use wasmpy_http as http;
 
-use instance::{CreateError, GlobalUsage, Instance};
-use pool::{Counters, Pool};
+use instance::{GlobalUsage, Instance};
+use pool::Pool;
 
-/// Bindings generated from `python-wasm/wit/gateway.wit`.
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../python-wasm/wit",
-        world: "gateway",
-        exports: { default: async },
-    });
-}
-
-pub use bindings::Request;
+pub use api::{
+    Handler, Outcome, PhaseCall, PhaseOutcome, Request, Response, TenantStats, DECLINED, DONE,
+    OK,
+};
+pub use host::grants::{Grants, PathRefused};
+pub use host::request::{Detached, ErrorKind, HostError, RequestHost, Table, Value};
+pub use session::Session;
 
 /// Granularity of request deadlines: the epoch ticker's period.
 pub const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -80,93 +83,6 @@ impl SandboxError {
     }
 }
 
-/// How a request ended; decides the status and which counter moves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
-    /// The application answered (whatever its status).
-    Ok,
-    /// No tenant of that name: 404.
-    UnknownTenant,
-    /// The request body is over the policy's `max_body`: 413.
-    BodyTooLarge,
-    /// No instance became free within the queue timeout: 503.
-    QueueTimeout,
-    /// The application raised: 500.
-    Exception,
-    /// The application ran out of memory: 500, instance recycled.
-    Memory,
-    /// The application could not be imported: 500.
-    ImportFailed,
-    /// The request ran past its deadline: 504, instance replaced.
-    Timeout,
-    /// The instance trapped: 500, instance replaced.
-    Trap,
-    /// The application's response broke HTTP rules (CR/LF in a header...): 500.
-    InvalidResponse,
-    /// The host could not create an instance: 500.
-    HostError,
-}
-
-impl Outcome {
-    /// The HTTP status a host sends for a failed outcome.
-    pub fn status(self) -> u16 {
-        match self {
-            Outcome::Ok => 200,
-            Outcome::UnknownTenant => 404,
-            Outcome::BodyTooLarge => 413,
-            Outcome::QueueTimeout => 503,
-            Outcome::Timeout => 504,
-            _ => 500,
-        }
-    }
-}
-
-/// A response ready to be written by the host.
-#[derive(Debug, Clone)]
-pub struct Response {
-    /// HTTP status code (100..=599).
-    pub status: u16,
-    /// Header names and values, validated: no CR, LF or NUL anywhere.
-    pub headers: Vec<(String, Vec<u8>)>,
-    /// The whole body.
-    pub body: Vec<u8>,
-    /// How the request ended.
-    pub outcome: Outcome,
-}
-
-impl Response {
-    /// A plain-text error response for a failed outcome.
-    pub fn error(outcome: Outcome) -> Self {
-        let status = outcome.status();
-        let body = format!("{status} {}\n", reason_phrase(status)).into_bytes();
-        let mut headers = vec![(
-            "Content-Type".to_string(),
-            b"text/plain; charset=utf-8".to_vec(),
-        )];
-        if outcome == Outcome::QueueTimeout {
-            headers.push(("Retry-After".to_string(), b"1".to_vec()));
-        }
-        Response {
-            status,
-            headers,
-            body,
-            outcome,
-        }
-    }
-}
-
-/// The standard reason phrase of the statuses the sandbox produces itself.
-fn reason_phrase(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        404 => "Not Found",
-        413 => "Content Too Large",
-        500 => "Internal Server Error",
-        503 => "Service Unavailable",
-        504 => "Gateway Timeout",
-        _ => "",
-    }
-}
 
 /// Where tenant output (stdout, stderr, tracebacks) goes: `(tenant, line)`.
 pub type LogSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
@@ -184,42 +100,6 @@ pub struct SandboxConfig {
     pub log_sink: Option<LogSink>,
 }
 
-/// Numbers of one tenant, for status pages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TenantStats {
-    /// Tenant name.
-    pub name: String,
-    /// Generation: increases each time the tenant is (re)loaded.
-    pub generation: u64,
-    /// Instances serving a request now.
-    pub busy: u32,
-    /// Warm instances waiting for a request.
-    pub idle: u32,
-    /// Requests dispatched to this generation.
-    pub requests: u64,
-    /// Application exceptions (500).
-    pub exceptions: u64,
-    /// Out-of-memory failures (500).
-    pub memory_errors: u64,
-    /// Requests over their deadline (504).
-    pub timeouts: u64,
-    /// Instance traps other than timeouts (500).
-    pub traps: u64,
-    /// Failed imports of the application (500).
-    pub import_errors: u64,
-    /// Requests refused after waiting for a free instance (503).
-    pub queue_timeouts: u64,
-    /// Requests refused for their body size (413).
-    pub too_large: u64,
-    /// Invalid responses from the application (500).
-    pub invalid_responses: u64,
-    /// Instances replaced (limits, errors, traps).
-    pub recycles: u64,
-    /// Instances created.
-    pub instances_created: u64,
-    /// Linear memory held by the tenant's instances, in bytes.
-    pub memory_bytes: u64,
-}
 
 struct Inner {
     runtime: runtime::Runtime,
@@ -229,6 +109,7 @@ struct Inner {
     log_sink: LogSink,
     stop: AtomicBool,
     next_generation: std::sync::atomic::AtomicU64,
+    next_request: std::sync::atomic::AtomicU64,
     global: Arc<GlobalUsage>,
     max_instances: u32,
 }
@@ -281,6 +162,7 @@ impl Sandbox {
             log_sink: config.log_sink.unwrap_or_else(tracing_sink),
             stop: AtomicBool::new(false),
             next_generation: 1.into(),
+            next_request: 1.into(),
             global: Arc::new(GlobalUsage {
                 instances: 0.into(),
                 memory: 0.into(),
@@ -355,43 +237,6 @@ impl Sandbox {
             .map(|pool| pool.tenant.policy.limits.max_body_bytes)
     }
 
-    /// Serve one request of `tenant`. Never panics on guest behaviour: every
-    /// failure is a [`Response`] whose [`Outcome`] says what happened.
-    pub fn dispatch(&self, tenant: &str, request: Request) -> Response {
-        let Some(pool) = self.inner.pool(tenant) else {
-            return Response::error(Outcome::UnknownTenant);
-        };
-        Counters::bump(&pool.counters.requests);
-        if request.body.len() as u64 > pool.tenant.policy.limits.max_body_bytes {
-            Counters::bump(&pool.counters.too_large);
-            return Response::error(Outcome::BodyTooLarge);
-        }
-        let instance = match pool.checkout() {
-            Ok(instance) => instance,
-            Err(pool::QueueTimeout) => {
-                Counters::bump(&pool.counters.queue_timeouts);
-                return Response::error(Outcome::QueueTimeout);
-            }
-        };
-        let memory_at_checkout = instance.as_ref().map_or(0, Instance::memory_in_use);
-        // Give the slot back even if something below panics.
-        let mut slot = Slot {
-            pool: &pool,
-            instance: None,
-            memory_at_checkout,
-        };
-        let inner = &self.inner;
-        let response =
-            inner
-                .tokio
-                .block_on(inner.serve(&pool, instance, &request, &mut slot.instance));
-        record(&pool.counters, response.outcome);
-        if response.outcome == Outcome::Timeout {
-            pool.penalize();
-        }
-        response
-    }
-
     /// Numbers of every tenant, sorted by name.
     pub fn stats(&self) -> Vec<TenantStats> {
         let tenants = self.inner.tenants();
@@ -422,35 +267,6 @@ impl Drop for Sandbox {
     }
 }
 
-/// A checked-out pool slot; returns itself (and its instance, if healthy).
-struct Slot<'a> {
-    pool: &'a Pool,
-    instance: Option<Instance>,
-    memory_at_checkout: usize,
-}
-
-impl Drop for Slot<'_> {
-    fn drop(&mut self) {
-        self.pool
-            .checkin(self.instance.take(), self.memory_at_checkout);
-    }
-}
-
-fn record(counters: &Counters, outcome: Outcome) {
-    let counter = match outcome {
-        Outcome::Ok | Outcome::UnknownTenant => return,
-        Outcome::BodyTooLarge => &counters.too_large,
-        Outcome::QueueTimeout => &counters.queue_timeouts,
-        Outcome::Exception => &counters.exceptions,
-        Outcome::Memory => &counters.memory_errors,
-        Outcome::ImportFailed => &counters.import_errors,
-        Outcome::Timeout => &counters.timeouts,
-        Outcome::Trap | Outcome::HostError => &counters.traps,
-        Outcome::InvalidResponse => &counters.invalid_responses,
-    };
-    Counters::bump(counter);
-}
-
 fn pool_stats(pool: &Pool) -> TenantStats {
     let c = &pool.counters;
     let get = |v: &std::sync::atomic::AtomicU64| v.load(Ordering::Relaxed);
@@ -474,23 +290,6 @@ fn pool_stats(pool: &Pool) -> TenantStats {
         instances_created: get(&c.instances_created),
         memory_bytes: (idle_memory + state.busy_memory) as u64,
     }
-}
-
-/// Check what the guest returned before it reaches a host.
-fn validate(response: bindings::Response) -> Result<Response, String> {
-    http::check_response(response.status, &response.headers)?;
-    let outcome = match response.failure {
-        None => Outcome::Ok,
-        Some(bindings::Failure::Exception) => Outcome::Exception,
-        Some(bindings::Failure::Memory) => Outcome::Memory,
-        Some(bindings::Failure::ImportFailed) => Outcome::ImportFailed,
-    };
-    Ok(Response {
-        status: response.status,
-        headers: response.headers,
-        body: response.body,
-        outcome,
-    })
 }
 
 impl Inner {
@@ -577,9 +376,8 @@ impl Inner {
                 let next = self.new_pool(tenant);
                 // Warm the new generation before it takes requests: no request
                 // pays its cold start, and code that does not import never serves.
-                let instance = self
-                    .tokio
-                    .block_on(self.create(&next))
+                let _tokio = self.tokio.enter();
+                let instance = block_on::block_on(self.create(&next))
                     .map_err(|(_, why)| why)?;
                 next.add_idle(instance);
                 Ok(next)
@@ -623,135 +421,6 @@ impl Inner {
         }
     }
 
-    async fn create(&self, pool: &Pool) -> Result<Instance, (Outcome, String)> {
-        let tenant = &pool.tenant;
-        if !tenant.dir.is_dir() {
-            return Err((
-                Outcome::UnknownTenant,
-                "mod_wasmpy: tenant directory removed".into(),
-            ));
-        }
-        while self.global.instances.load(Ordering::Relaxed) >= self.max_instances {
-            if !self.evict_idle() {
-                return Err((
-                    Outcome::QueueTimeout,
-                    format!(
-                        "mod_wasmpy: all {} instances of this process are busy",
-                        self.max_instances
-                    ),
-                ));
-            }
-        }
-        let started = Instant::now();
-        let created = tokio::time::timeout(
-            tenant.policy.limits.request_timeout,
-            Instance::create(
-                &self.runtime,
-                tenant,
-                pool.pycache.as_ref(),
-                &self.log_sink,
-                &self.global,
-                pool.penalized(),
-            ),
-        )
-        .await;
-        Counters::bump(&pool.counters.instances_created);
-        match created {
-            Ok(Ok(instance)) => {
-                tracing::debug!(tenant = %tenant.name, elapsed = ?started.elapsed(), "instance created");
-                Ok(instance)
-            }
-            Ok(Err(CreateError::Import(text))) => Err((Outcome::ImportFailed, text)),
-            Ok(Err(CreateError::Host(text))) => Err((Outcome::HostError, text)),
-            Err(_) => Err((
-                Outcome::Timeout,
-                format!(
-                    "importing {} took longer than request_timeout",
-                    tenant.policy.entry
-                ),
-            )),
-        }
-    }
-
-    /// Run one request on `instance` (or a new one); leaves a healthy
-    /// instance in `keep` for the pool.
-    async fn serve(
-        &self,
-        pool: &Pool,
-        instance: Option<Instance>,
-        request: &Request,
-        keep: &mut Option<Instance>,
-    ) -> Response {
-        let name = &pool.tenant.name;
-        let mut instance = match instance {
-            Some(instance) => instance,
-            None => match self.create(pool).await {
-                Ok(instance) => instance,
-                Err((outcome, text)) => {
-                    for line in text.lines() {
-                        self.log(name, line);
-                    }
-                    return Response::error(outcome);
-                }
-            },
-        };
-        let timeout = pool.tenant.policy.limits.request_timeout;
-        let first_check = instance
-            .store
-            .data_mut()
-            .clock
-            .start(timeout, pool.penalized());
-        instance.store.set_epoch_deadline(first_check);
-        instance.store.data_mut().limiter.refused = false;
-        instance.requests += 1;
-        let result = tokio::time::timeout(timeout, instance.handle(request)).await;
-        instance.store.data_mut().clock.finish();
-        instance.flush_log(&self.log_sink, name);
-        instance.last_used = Instant::now();
-        let response = match result {
-            Ok(Ok(response)) => match validate(response) {
-                Ok(response) => response,
-                Err(problem) => {
-                    self.log(name, &format!("mod_wasmpy: invalid response: {problem}"));
-                    Response::error(Outcome::InvalidResponse)
-                }
-            },
-            Ok(Err(error)) => {
-                let outcome =
-                    if error.downcast_ref::<wasmtime::Trap>() == Some(&wasmtime::Trap::Interrupt) {
-                        Outcome::Timeout
-                    } else if instance.store.data().limiter.refused {
-                        Outcome::Memory
-                    } else {
-                        Outcome::Trap
-                    };
-                // The first line names the trap; the wasm backtrace is for debugging.
-                let first = format!("{error}");
-                tracing::debug!(tenant = %name, "trap: {error:?}");
-                self.log(
-                    name,
-                    &format!(
-                        "mod_wasmpy: instance replaced after {outcome:?}: {}",
-                        first.lines().next().unwrap_or("")
-                    ),
-                );
-                Counters::bump(&pool.counters.recycles);
-                return Response::error(outcome);
-            }
-            Err(_) => {
-                self.log(name, &format!("mod_wasmpy: request exceeded request_timeout ({timeout:?}); instance replaced"));
-                Counters::bump(&pool.counters.recycles);
-                return Response::error(Outcome::Timeout);
-            }
-        };
-        if response.outcome == Outcome::Memory || pool.must_recycle(&instance) {
-            Counters::bump(&pool.counters.recycles);
-        } else {
-            *keep = Some(instance);
-        }
-        response
-    }
-
     /// Periodic work: notice deployments (and warm their new generation),
     /// drop expired idle instances.
     fn housekeeping(&self) {
@@ -779,7 +448,8 @@ impl Inner {
             if pool.missing_warm() == 0 {
                 continue;
             }
-            match self.tokio.block_on(self.create(&pool)) {
+            let _tokio = self.tokio.enter();
+            match block_on::block_on(self.create(&pool)) {
                 Ok(instance) => pool.add_idle(instance),
                 Err((_, text)) => {
                     for line in text.lines() {

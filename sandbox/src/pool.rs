@@ -3,11 +3,12 @@
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::Instant;
 
 use wasmpy_policies::Tenant;
 
+use crate::host::grants::Grants;
 use crate::instance::Instance;
 use crate::reload::{fingerprint, Fingerprint};
 
@@ -49,6 +50,10 @@ pub(crate) struct PoolState {
 /// The instances of one generation of one tenant.
 pub(crate) struct Pool {
     pub tenant: Tenant,
+    /// The tenant's name, shared with its requests (log prefixes).
+    pub name: Arc<str>,
+    /// The tenant's directories as paths the guest may name.
+    pub grants: Arc<Grants>,
     pub generation: u64,
     pub pycache: Option<PathBuf>,
     pub counters: Counters,
@@ -69,6 +74,8 @@ impl Pool {
     pub fn new(tenant: Tenant, generation: u64, pycache: Option<PathBuf>) -> Self {
         Pool {
             fingerprint: fingerprint(&tenant),
+            name: Arc::from(tenant.name.as_str()),
+            grants: Arc::new(Grants::of(&tenant)),
             refused: Mutex::default(),
             penalty_until: Mutex::default(),
             tenant,

@@ -11,7 +11,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings::GatewayPre;
-use crate::instance::HostState;
+use crate::host::HostState;
 use crate::SandboxError;
 
 /// Largest memory cap a policy may grant (4 GiB, the wasm32 limit).
@@ -113,6 +113,11 @@ impl Runtime {
         let component = load_component(&engine, &files.component, cache_dir)?;
         let mut linker = Linker::<HostState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(SandboxError::engine)?;
+        crate::bindings::Gateway::add_to_linker::<HostState, wasmtime::component::HasSelf<HostState>>(
+            &mut linker,
+            |state| state,
+        )
+        .map_err(SandboxError::engine)?;
         let instance_pre = linker
             .instantiate_pre(&component)
             .map_err(|e| SandboxError::Runtime(files.component.clone(), format!("{e:#}")))?;

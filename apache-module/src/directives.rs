@@ -1,0 +1,267 @@
+//! mod_python's directives (`Python*`, with their names and contexts) and
+//! `WasmPyTenant`, which binds a scope to a tenant's sandbox. Each fills the
+//! [`DirConfig`] of the scope it appears in; `shim.c` holds the table.
+
+use std::ffi::{c_char, c_int, c_void};
+
+use wasmpy_sandbox::Handler;
+
+use crate::dirconfig::{Declared, DirConfig, PHASES};
+use crate::ffi::cmd_parms;
+use crate::{config, config_mut, directive_result, guard, server_path, text};
+
+/// The scope's configuration (the `cfg` Apache passes to a directive).
+unsafe fn scope<'a>(cfg: *mut c_void) -> &'a mut DirConfig {
+    &mut *cfg.cast::<DirConfig>()
+}
+
+/// The section path of the directive (`None` at server scope).
+unsafe fn section(cmd: *mut cmd_parms) -> Option<String> {
+    let path = (*cmd).path;
+    (!path.is_null()).then(|| text(path).to_string())
+}
+
+/// Refuse a Python directive in a scope no `WasmPyTenant` binds: its
+/// handlers would have no sandbox to run in.
+unsafe fn require_tenant(cmd: *mut cmd_parms, cfg: &DirConfig, name: &str) -> Result<(), String> {
+    if cfg.tenant.is_some() {
+        return Ok(());
+    }
+    let server = (*cmd).server as usize;
+    if config().bound_tenant(server, section(cmd).as_deref()).is_some() {
+        return Ok(());
+    }
+    Err(format!(
+        "{name}: no WasmPyTenant binds this scope: Python handlers run in a tenant's sandbox; \
+         put `WasmPyTenant TENANT-DIR` before it, in this section or an enclosing one"
+    ))
+}
+
+/// Run a directive body with the checks every Python directive shares.
+unsafe fn python_directive(
+    cmd: *mut cmd_parms,
+    cfg: *mut c_void,
+    name: &str,
+    body: impl FnOnce(&mut DirConfig) -> Result<(), String>,
+) -> *const c_char {
+    let result = guard(Err(format!("{name}: internal error")), || {
+        let cfg = scope(cfg);
+        require_tenant(cmd, cfg, name)?;
+        body(cfg)
+    });
+    directive_result(cmd, result)
+}
+
+/// The directive's own name, as written in the config.
+unsafe fn directive_name(cmd: *mut cmd_parms) -> String {
+    let command = (*cmd).cmd;
+    if command.is_null() {
+        return "Python directive".into();
+    }
+    text((*command).name).to_string()
+}
+
+/// `WasmPyTenant TENANT-DIR`.
+#[no_mangle]
+pub unsafe extern "C" fn wasmpy_cmd_tenant(
+    cmd: *mut cmd_parms,
+    cfg: *mut c_void,
+    dir: *const c_char,
+) -> *const c_char {
+    let result = guard(Err("WasmPyTenant: internal error".into()), || {
+        let dir = server_path(cmd, dir);
+        let server = (*cmd).server;
+        let main = (*server).is_virtual == 0;
+        let path = section(cmd);
+        let name = config_mut().bind_tenant(server as usize, main, path.as_deref(), &dir)?;
+        scope(cfg).tenant = Some(name);
+        Ok(())
+    });
+    directive_result(cmd, result)
+}
+
+/// Split `module[::object] ... [| .ext ...]` into handler specs and extensions.
+pub fn parse_handlers(args: &str) -> Result<(Vec<String>, Vec<String>), String> {
+    let (specs, exts) = args.split_once('|').unwrap_or((args, ""));
+    let specs: Vec<String> = specs.split_whitespace().map(str::to_string).collect();
+    let exts: Vec<String> = exts.split_whitespace().map(str::to_string).collect();
+    if specs.is_empty() {
+        return Err("needs at least one handler: module[::object]".into());
+    }
+    for spec in &specs {
+        let (module, object) = spec.split_once("::").unwrap_or((spec, "handler"));
+        let dotted = |s: &str| {
+            !s.is_empty()
+                && s.split('.').all(|part| {
+                    !part.is_empty()
+                        && !part.starts_with(|c: char| c.is_ascii_digit())
+                        && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+                })
+        };
+        if !dotted(module) || !dotted(object) {
+            return Err(format!(
+                "{spec:?} is not a handler: module[::object], e.g. mysite.handlers::handler"
+            ));
+        }
+    }
+    if let Some(bad) = exts.iter().find(|e| !e.starts_with('.') || e.len() < 2) {
+        return Err(format!("{bad:?} is not an extension such as .py"));
+    }
+    Ok((specs, exts))
+}
+
+/// `PythonHandler` and every phase directive (`cmd->info` is the phase).
+#[no_mangle]
+pub unsafe extern "C" fn wasmpy_cmd_python_handler(
+    cmd: *mut cmd_parms,
+    cfg: *mut c_void,
+    args: *const c_char,
+) -> *const c_char {
+    let phase = (*cmd).info as usize;
+    let name = PHASES.get(phase).copied().unwrap_or("PythonHandler");
+    let args = text(args).to_string();
+    let in_directory = section(cmd).is_some();
+    python_directive(cmd, cfg, name, |cfg| {
+        let (specs, extensions) = parse_handlers(&args).map_err(|e| format!("{name}: {e}"))?;
+        let directory = cfg.directory();
+        let list = cfg.handlers[phase].get_or_insert_with(Vec::new);
+        for spec in specs {
+            list.push(Declared {
+                handler: Handler {
+                    spec,
+                    directory: directory.clone(),
+                    extensions: extensions.clone(),
+                    silent: false,
+                },
+                in_directory,
+            });
+        }
+        Ok(())
+    })
+}
+
+/// `PythonHandlerModule module`: the module's function of each phase
+/// handles that phase, if it has one.
+#[no_mangle]
+pub unsafe extern "C" fn wasmpy_cmd_python_handler_module(
+    cmd: *mut cmd_parms,
+    cfg: *mut c_void,
+    module: *const c_char,
+) -> *const c_char {
+    let module = text(module).to_string();
+    let in_directory = section(cmd).is_some();
+    python_directive(cmd, cfg, "PythonHandlerModule", |cfg| {
+        parse_handlers(&module).map_err(|e| format!("PythonHandlerModule: {e}"))?;
+        let directory = cfg.directory();
+        for list in cfg.handlers.iter_mut() {
+            list.get_or_insert_with(Vec::new).push(Declared {
+                handler: Handler {
+                    spec: module.clone(),
+                    directory: directory.clone(),
+                    extensions: Vec::new(),
+                    silent: true,
+                },
+                in_directory,
+            });
+        }
+        Ok(())
+    })
+}
+
+/// `PythonOption key [value]`.
+#[no_mangle]
+pub unsafe extern "C" fn wasmpy_cmd_python_option(
+    cmd: *mut cmd_parms,
+    cfg: *mut c_void,
+    key: *const c_char,
+    value: *const c_char,
+) -> *const c_char {
+    let key = text(key).to_string();
+    let value = (!value.is_null()).then(|| text(value).to_string());
+    python_directive(cmd, cfg, "PythonOption", |cfg| {
+        cfg.set_option(&key, value.as_deref());
+        Ok(())
+    })
+}
+
+/// `PythonDebug`, `PythonAutoReload`, `PythonEnablePdb`, `PythonOptimize`.
+#[no_mangle]
+pub unsafe extern "C" fn wasmpy_cmd_python_flag(
+    cmd: *mut cmd_parms,
+    cfg: *mut c_void,
+    on: c_int,
+) -> *const c_char {
+    let name = directive_name(cmd);
+    python_directive(cmd, cfg, &name.clone(), |cfg| {
+        cfg.set_flag(&name, on != 0);
+        Ok(())
+    })
+}
+
+/// `PythonPath expr`, `PythonInterpreter name`.
+#[no_mangle]
+pub unsafe extern "C" fn wasmpy_cmd_python_value(
+    cmd: *mut cmd_parms,
+    cfg: *mut c_void,
+    value: *const c_char,
+) -> *const c_char {
+    let name = directive_name(cmd);
+    let value = text(value).to_string();
+    python_directive(cmd, cfg, &name.clone(), |cfg| {
+        if value.len() > 4096 {
+            return Err(format!("{name}: longer than 4096 bytes"));
+        }
+        cfg.set_value(&name, &value);
+        Ok(())
+    })
+}
+
+/// `PythonInterpPerDirectory`, `PythonInterpPerDirective`.
+#[no_mangle]
+pub unsafe extern "C" fn wasmpy_cmd_python_no_args(
+    cmd: *mut cmd_parms,
+    cfg: *mut c_void,
+) -> *const c_char {
+    let name = directive_name(cmd);
+    python_directive(cmd, cfg, &name.clone(), |cfg| {
+        cfg.interp_per = Some(if name == "PythonInterpPerDirectory" {
+            "PythonInterpPerDirectory"
+        } else {
+            "PythonInterpPerDirective"
+        });
+        Ok(())
+    })
+}
+
+/// `PythonImport module interpreter`.
+#[no_mangle]
+pub unsafe extern "C" fn wasmpy_cmd_python_import(
+    cmd: *mut cmd_parms,
+    cfg: *mut c_void,
+    module: *const c_char,
+    _interpreter: *const c_char,
+) -> *const c_char {
+    let module = text(module).to_string();
+    python_directive(cmd, cfg, "PythonImport", |cfg| {
+        parse_handlers(&module).map_err(|e| format!("PythonImport: {e}"))?;
+        if !cfg.imports.contains(&module) {
+            cfg.imports.push(module.clone());
+        }
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_handlers;
+
+    #[test]
+    fn handler_lists() {
+        let (specs, exts) = parse_handlers("a b.c::obj.meth | .py .psp").unwrap();
+        assert_eq!(specs, ["a", "b.c::obj.meth"]);
+        assert_eq!(exts, [".py", ".psp"]);
+        for bad in ["", "| .py", "a::", "1a", "a b;rm", "a | py", "a::b-c"] {
+            assert!(parse_handlers(bad).is_err(), "{bad:?}");
+        }
+    }
+}

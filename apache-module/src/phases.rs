@@ -1,0 +1,288 @@
+//! mod_python's request phases: a hook per phase runs the phase's Python
+//! handlers, from the merged configuration of the request's scope, in the
+//! sandbox of the tenant bound to that scope. The first Python phase of a
+//! request takes one instance of the tenant ([`Session`]) and keeps it, with
+//! the request's state, in `r->request_config` until the request's pool is
+//! destroyed: then `PythonCleanupHandler`s run and the instance goes back.
+
+use std::ffi::{c_int, c_void, CStr, CString};
+
+use wasmpy_sandbox::{Handler, Outcome, PhaseCall, Session, DECLINED, DONE, OK};
+
+use crate::dirconfig::{self, DirConfig, CLEANUP, CONTENT, HEADER_PARSER, INIT, LOG, PHASES, POST_READ, TRANS};
+use crate::ffi::{self, request_rec};
+use crate::req::{ApacheRequest, Body};
+use crate::{config, guard, sandbox, text};
+
+/// Handler names that select mod_python's content phase.
+const CONTENT_HANDLERS: [&CStr; 2] = [c"mod_python", c"python-program"];
+
+/// What a request keeps between its Python phases.
+struct RequestState {
+    /// One instance per tenant the request's phases ran in.
+    sessions: Vec<(String, Session)>,
+    body: Body,
+    /// Phases a handler asked to run with `req.add_handler`.
+    added: Vec<String>,
+}
+
+/// The request's state, created (with the cleanup that ends it) on first use.
+unsafe fn state<'a>(r: *mut request_rec) -> &'a mut RequestState {
+    let existing = ffi::wasmpy_shim_get_module_config((*r).request_config).cast::<RequestState>();
+    if let Some(state) = existing.as_mut() {
+        return state;
+    }
+    let state = Box::into_raw(Box::new(RequestState {
+        sessions: Vec::new(),
+        body: Body::default(),
+        added: Vec::new(),
+    }));
+    ffi::wasmpy_shim_set_module_config((*r).request_config, state.cast());
+    ffi::apr_pool_cleanup_register(
+        (*r).pool,
+        r.cast(),
+        Some(end_request),
+        Some(ffi::apr_pool_cleanup_null),
+    );
+    &mut *state
+}
+
+unsafe fn existing_state<'a>(r: *mut request_rec) -> Option<&'a mut RequestState> {
+    ffi::wasmpy_shim_get_module_config((*r).request_config)
+        .cast::<RequestState>()
+        .as_mut()
+}
+
+/// Cleanup of the request pool: run `PythonCleanupHandler`s, then end the
+/// request in every instance it used (their registered cleanups run) and
+/// give the instances back.
+unsafe extern "C" fn end_request(data: *mut c_void) -> ffi::apr_status_t {
+    let r = data.cast::<request_rec>();
+    guard((), || {
+        let ptr = ffi::wasmpy_shim_get_module_config((*r).request_config).cast::<RequestState>();
+        if ptr.is_null() {
+            return;
+        }
+        if let Some(cfg) = dirconfig::get((*r).per_dir_config) {
+            let handlers = handlers(cfg, CLEANUP, |_| true);
+            let added = (*ptr).added.iter().any(|p| p == PHASES[CLEANUP]);
+            if !handlers.is_empty() || added {
+                run(r, CLEANUP, cfg, handlers);
+            }
+        }
+        ffi::wasmpy_shim_set_module_config((*r).request_config, std::ptr::null_mut());
+        // SAFETY: created by state() with Box::into_raw; the slot is cleared.
+        drop(Box::from_raw(ptr));
+    });
+    0
+}
+
+/// The handlers of `phase` in `cfg` that `keep` selects.
+fn handlers(cfg: &DirConfig, phase: usize, keep: impl Fn(&dirconfig::Declared) -> bool) -> Vec<Handler> {
+    cfg.handlers_of(phase)
+        .iter()
+        .filter(|d| keep(d))
+        .map(|d| d.handler.clone())
+        .collect()
+}
+
+/// The interpreter name mod_python would use (within the tenant).
+unsafe fn interpreter(r: *mut request_rec, cfg: &DirConfig, handlers: &[Handler]) -> String {
+    if let Some(name) = cfg.value("PythonInterpreter") {
+        return name.to_string();
+    }
+    match cfg.interp_per {
+        Some("PythonInterpPerDirectory") => {
+            let file = text((*r).filename);
+            file.rsplit_once('/').map_or(String::new(), |(dir, _)| format!("{dir}/"))
+        }
+        Some(_) => handlers
+            .first()
+            .and_then(|h| h.directory.as_ref())
+            .map_or(String::new(), |d| format!("{}/", d.display())),
+        None => text((*(*r).server).server_hostname).to_string(),
+    }
+}
+
+/// The tenant whose sandbox runs `cfg`'s handlers.
+unsafe fn tenant_of(r: *mut request_rec, cfg: &DirConfig) -> Option<String> {
+    cfg.tenant.clone().or_else(|| {
+        config()
+            .bound_tenant((*r).server as usize, cfg.path.as_deref())
+            .map(str::to_string)
+    })
+}
+
+/// Run `handlers` of `phase` (configured, or added by `req.add_handler`);
+/// returns the Apache status of the phase.
+unsafe fn run(r: *mut request_rec, phase: usize, cfg: &DirConfig, handlers: Vec<Handler>) -> c_int {
+    let Some(tenant) = tenant_of(r, cfg) else {
+        log(r, &format!("{}: no WasmPyTenant binds this scope", PHASES[phase]));
+        return ffi::HTTP_INTERNAL_SERVER_ERROR as c_int;
+    };
+    let Some(sandbox) = sandbox() else {
+        log(r, &format!("no sandbox in this child: {} of tenant {tenant} refused", PHASES[phase]));
+        return ffi::HTTP_INTERNAL_SERVER_ERROR as c_int;
+    };
+    let state = state(r);
+    if !state.sessions.iter().any(|(t, _)| *t == tenant) {
+        match sandbox.session(&tenant) {
+            Ok(session) => state.sessions.push((tenant.clone(), session)),
+            Err(outcome) => {
+                if outcome == Outcome::QueueTimeout {
+                    ffi::apr_table_setn((*r).err_headers_out, c"Retry-After".as_ptr(), c"1".as_ptr());
+                }
+                warn(r, &tenant, phase, outcome, i32::from(outcome.status()));
+                return c_int::from(outcome.status());
+            }
+        }
+    }
+    let call = PhaseCall {
+        phase: PHASES[phase].to_string(),
+        interpreter: interpreter(r, cfg, &handlers),
+        handlers,
+        options: cfg.option_table(),
+        config: cfg.config_table(),
+        imports: cfg.imports.clone(),
+    };
+    let finished = phase == LOG || phase == CLEANUP;
+    let host = ApacheRequest::new(r, &mut state.body, &mut state.added, finished);
+    let Some((_, session)) = state.sessions.iter_mut().find(|(t, _)| *t == tenant) else {
+        return ffi::HTTP_INTERNAL_SERVER_ERROR as c_int;
+    };
+    let result = session.run_phase(&call, Box::new(host));
+    if result.outcome != Outcome::Ok {
+        warn(r, &tenant, phase, result.outcome, result.status);
+    }
+    match result.status {
+        OK => ffi::OK as c_int,
+        DECLINED => ffi::DECLINED as c_int,
+        DONE => ffi::DONE as c_int,
+        code => code,
+    }
+}
+
+unsafe fn log(r: *mut request_rec, message: &str) {
+    let msg = CString::new(format!("mod_wasmpy: {message}").replace('\0', "\\0")).unwrap_or_default();
+    ffi::wasmpy_shim_log_request(r, ffi::APLOG_ERR as c_int, msg.as_ptr());
+}
+
+unsafe fn warn(r: *mut request_rec, tenant: &str, phase: usize, outcome: Outcome, status: i32) {
+    let msg = CString::new(format!(
+        "mod_wasmpy: [tenant {tenant}] {} {} {}: {outcome:?} -> {status}",
+        PHASES[phase],
+        text((*r).method),
+        text((*r).uri)
+    ))
+    .unwrap_or_default();
+    ffi::wasmpy_shim_log_request(r, ffi::APLOG_WARNING as c_int, msg.as_ptr());
+}
+
+/// Run a phase from the request's merged per-directory configuration.
+unsafe fn per_dir_phase(r: *mut request_rec, phase: usize) -> c_int {
+    let Some(cfg) = dirconfig::get((*r).per_dir_config) else {
+        return ffi::DECLINED as c_int;
+    };
+    let handlers = handlers(cfg, phase, |_| true);
+    let added = existing_state(r).is_some_and(|s| s.added.iter().any(|p| p == PHASES[phase]));
+    if handlers.is_empty() && !added {
+        return ffi::DECLINED as c_int;
+    }
+    run(r, phase, cfg, handlers)
+}
+
+/// Run a phase from the server's configuration (before per-directory
+/// configuration exists): post-read-request and translate.
+unsafe fn server_phase(r: *mut request_rec, phase: usize, also_init: bool) -> c_int {
+    let Some(cfg) = dirconfig::get((*(*r).server).lookup_defaults) else {
+        return ffi::DECLINED as c_int;
+    };
+    if also_init {
+        let init = handlers(cfg, INIT, |d| !d.in_directory);
+        if !init.is_empty() {
+            let status = run(r, INIT, cfg, init);
+            if status != ffi::OK as c_int && status != ffi::DECLINED as c_int {
+                return status;
+            }
+        }
+    }
+    let handlers = handlers(cfg, phase, |_| true);
+    if handlers.is_empty() {
+        return ffi::DECLINED as c_int;
+    }
+    run(r, phase, cfg, handlers)
+}
+
+macro_rules! hook {
+    ($(#[$doc:meta])* $name:ident => $body:expr) => {
+        $(#[$doc])*
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(r: *mut request_rec) -> c_int {
+            guard(ffi::HTTP_INTERNAL_SERVER_ERROR as c_int, || $body(r))
+        }
+    };
+}
+
+hook!(
+    /// `PythonPostReadRequestHandler` (and server-level `PythonInitHandler`).
+    wasmpy_phase_post_read => |r| server_phase(r, POST_READ, true)
+);
+hook!(
+    /// `PythonTransHandler`.
+    wasmpy_phase_trans => |r| server_phase(r, TRANS, false)
+);
+hook!(
+    /// `PythonInitHandler` of a directory, then `PythonHeaderParserHandler`.
+    wasmpy_phase_header_parser => |r: *mut request_rec| {
+        if let Some(cfg) = dirconfig::get((*r).per_dir_config) {
+            let init = handlers(cfg, INIT, |d| d.in_directory);
+            if !init.is_empty() {
+                let status = run(r, INIT, cfg, init);
+                if status != ffi::OK as c_int && status != ffi::DECLINED as c_int {
+                    return status;
+                }
+            }
+        }
+        per_dir_phase(r, HEADER_PARSER)
+    }
+);
+hook!(
+    /// `PythonAccessHandler`.
+    wasmpy_phase_access => |r| per_dir_phase(r, 4)
+);
+hook!(
+    /// `PythonAuthenHandler`.
+    wasmpy_phase_authen => |r| per_dir_phase(r, 5)
+);
+hook!(
+    /// `PythonAuthzHandler`.
+    wasmpy_phase_authz => |r| per_dir_phase(r, 6)
+);
+hook!(
+    /// `PythonTypeHandler`.
+    wasmpy_phase_type => |r| per_dir_phase(r, 7)
+);
+hook!(
+    /// `PythonFixupHandler`; also arms the cleanup of a request that has
+    /// `PythonCleanupHandler`s but no other Python phase.
+    wasmpy_phase_fixup => |r: *mut request_rec| {
+        if dirconfig::get((*r).per_dir_config).is_some_and(|cfg| !cfg.handlers_of(CLEANUP).is_empty()) {
+            state(r);
+        }
+        per_dir_phase(r, 8)
+    }
+);
+hook!(
+    /// `PythonLogHandler`.
+    wasmpy_phase_log => |r| per_dir_phase(r, LOG)
+);
+
+/// The content phase, for `SetHandler mod_python` / `python-program` and
+/// `AddHandler mod_python .ext`; `None` when the handler is not ours.
+pub unsafe fn content(r: *mut request_rec) -> Option<c_int> {
+    let handler = (*r).handler;
+    if handler.is_null() || !CONTENT_HANDLERS.contains(&CStr::from_ptr(handler)) {
+        return None;
+    }
+    Some(per_dir_phase(r, CONTENT))
+}

@@ -1,0 +1,34 @@
+//! Host state of one instance, one module per capability: the WASI context
+//! (`wasi.rs`), the live request (`request.rs`) and the tenant's grants as
+//! paths (`grants.rs`).
+
+pub mod grants;
+pub mod request;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+
+use crate::clock::RequestClock;
+use crate::instance::MemoryLimiter;
+use request::ActiveRequest;
+
+/// Per-store host state: the WASI context, the limiter, the request clock
+/// and the request being served, if any.
+pub struct HostState {
+    pub(crate) wasi: WasiCtx,
+    pub(crate) table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) clock: RequestClock,
+    /// The request the instance is serving (None between requests: every
+    /// request call is then `stale`).
+    pub(crate) request: Option<ActiveRequest>,
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}

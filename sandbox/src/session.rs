@@ -1,0 +1,150 @@
+//! mod_python's request model: one instance of a tenant held by a request
+//! from its first Python phase to its end, so that the guest's `req` (and
+//! every attribute a handler sets on it) lives across the phases.
+
+use std::sync::Arc;
+
+use crate::api::{Handler, Outcome, PhaseCall, PhaseOutcome, DECLINED, DONE, OK};
+use crate::bindings;
+use crate::dispatch::{failure_outcome, record, Answer, Call, Failed, Slot};
+use crate::host::request::{ActiveRequest, RequestHost};
+use crate::pool::Counters;
+use crate::{Inner, Sandbox};
+
+/// A request's hold on one instance of its tenant. Dropping it ends the
+/// request in the guest (`end-request`: registered cleanups run, `req` is
+/// dropped) and gives the instance back.
+pub struct Session {
+    inner: Arc<Inner>,
+    slot: Slot,
+    id: u64,
+    /// A phase ran on the instance: the guest holds state for `id`.
+    begun: bool,
+    /// The instance failed; later phases are refused.
+    broken: bool,
+}
+
+impl Sandbox {
+    /// Begin a mod_python request of `tenant`: take one of its instance
+    /// slots (waiting up to its queue timeout). Fails with
+    /// `UnknownTenant` or `QueueTimeout`.
+    pub fn session(&self, tenant: &str) -> Result<Session, Outcome> {
+        let pool = self.inner.pool(tenant).ok_or(Outcome::UnknownTenant)?;
+        Counters::bump(&pool.counters.requests);
+        let slot = Slot::checkout(&pool).inspect_err(|&outcome| record(&pool.counters, outcome))?;
+        Ok(Session {
+            id: self.inner.next_request_id(),
+            inner: Arc::clone(&self.inner),
+            slot,
+            begun: false,
+            broken: false,
+        })
+    }
+}
+
+impl Session {
+    /// The request id the guest sees.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// The tenant's request-body limit.
+    pub fn max_body(&self) -> u64 {
+        self.slot.pool.tenant.policy.limits.max_body_bytes
+    }
+
+    /// Run one phase's handlers with `host` as the live request. A failed
+    /// instance (trap, deadline, memory) answers 500 (504 for the
+    /// deadline) and every later phase of the request is DECLINED.
+    pub fn run_phase(&mut self, call: &PhaseCall, host: Box<dyn RequestHost + Send>) -> PhaseOutcome {
+        if self.broken {
+            return PhaseOutcome {
+                status: DECLINED,
+                outcome: Outcome::Ok,
+            };
+        }
+        let pool = Arc::clone(&self.slot.pool);
+        let call = self.to_wit(call);
+        let active = ActiveRequest::new(
+            self.id,
+            host,
+            Arc::clone(&pool.grants),
+            Arc::clone(&pool.name),
+            pool.tenant.policy.limits.max_body_bytes,
+            0,
+        );
+        self.begun = true;
+        let ran = self
+            .inner
+            .run(&mut self.slot, Some(active), Call::Phase(self.id, &call));
+        let result = match ran.answer {
+            Ok(Answer::Phase(result)) => {
+                let outcome = failure_outcome(result.failure);
+                let status = match result.status {
+                    OK | DECLINED | DONE | 100..=599 => result.status,
+                    _ => 500,
+                };
+                PhaseOutcome { status, outcome }
+            }
+            Ok(_) => PhaseOutcome {
+                status: 500,
+                outcome: Outcome::Trap,
+            },
+            Err(Failed { outcome }) => {
+                self.broken = true;
+                PhaseOutcome {
+                    status: i32::from(outcome.status()),
+                    outcome,
+                }
+            }
+        };
+        if ran.too_large && !ran.started {
+            record(&pool.counters, Outcome::BodyTooLarge);
+            return PhaseOutcome {
+                status: 413,
+                outcome: Outcome::BodyTooLarge,
+            };
+        }
+        record(&pool.counters, result.outcome);
+        if result.outcome == Outcome::Timeout {
+            pool.penalize();
+        }
+        if self.slot.instance.is_none() && !self.broken {
+            // Recycled after the phase (memory, limits): its state is gone.
+            self.broken = true;
+        }
+        result
+    }
+
+    fn to_wit(&self, call: &PhaseCall) -> bindings::PhaseCall {
+        let grants = &self.slot.pool.grants;
+        let handler = |h: &Handler| bindings::Handler {
+            spec: h.spec.clone(),
+            directory: h
+                .directory
+                .as_deref()
+                .and_then(|d| grants.to_guest(d))
+                .unwrap_or_default(),
+            extensions: h.extensions.clone(),
+            silent: h.silent,
+        };
+        bindings::PhaseCall {
+            phase: call.phase.clone(),
+            handlers: call.handlers.iter().map(handler).collect(),
+            options: call.options.clone(),
+            config: call.config.clone(),
+            imports: call.imports.clone(),
+            interpreter: call.interpreter.clone(),
+        }
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.begun && self.slot.instance.is_some() {
+            // Cleanups the guest registered run now; the request is over,
+            // so any request call they make is `stale`.
+            let _ = self.inner.run(&mut self.slot, None, Call::End(self.id));
+        }
+    }
+}
