@@ -37,6 +37,9 @@ pub struct Options {
     pub cache_dir: Option<PathBuf>,
     /// `WasmPyPoolSlots`: instances of all tenants per child.
     pub pool_slots: Option<u32>,
+    /// Configuration files included (`Include`) after the module's global
+    /// directives and before the first `<VirtualHost>`, in order.
+    pub conf: Vec<PathBuf>,
 }
 
 /// The module next to this executable (a cargo build) or the installed one.
@@ -109,7 +112,7 @@ Header always set X-Content-Type-Options nosniff
 {user}WasmPyRuntime "{runtime}"
 WasmPyCacheDir "{cache}"
 {pool_slots}
-
+{includes}
 # Path-prefix routing: http://127.0.0.1:{port}/<tenant>/
 <VirtualHost 127.0.0.1:{port}>
     ServerName localhost
@@ -125,6 +128,10 @@ WasmPyCacheDir "{cache}"
             .clone()
             .unwrap_or_else(|| opts.run_dir.join("cache"))
             .display(),
+        includes = opts.conf.iter().fold(String::new(), |mut out, file| {
+            let _ = writeln!(out, "Include \"{}\"", file.display());
+            out
+        }),
         event_workers = opts.processes * 25,
         modules = MODULES_DIR,
         module = module.display(),
@@ -200,7 +207,18 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
     }
     std::fs::create_dir_all(opts.run_dir.join("cache"))?;
     let run_dir = opts.run_dir.canonicalize()?;
-    let opts = Options { run_dir, ..opts };
+    let mut conf = Vec::new();
+    for file in &opts.conf {
+        if !file.is_file() {
+            bail!("--conf {}: no such file", file.display());
+        }
+        conf.push(std::path::absolute(file)?);
+    }
+    let opts = Options {
+        run_dir,
+        conf,
+        ..opts
+    };
     let conf_path = opts.run_dir.join("httpd.conf");
     std::fs::write(&conf_path, httpd_conf(&opts, &module, &tenants))?;
     if is_root() {

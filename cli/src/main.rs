@@ -90,6 +90,11 @@ enum Command {
         /// Runtime directory (gateway.wasm + python/).
         #[arg(long, env = "WASMPY_RUNTIME")]
         runtime: Option<PathBuf>,
+        /// Apache configuration file to include after the module's global
+        /// directives, before the first <VirtualHost> (repeatable): its
+        /// <Directory>/<Location> sections apply to every virtual host.
+        #[arg(long = "conf", value_name = "FILE")]
+        conf: Vec<PathBuf>,
     },
     /// Compile the runtime into the cache directory (done on first use otherwise).
     Prepare {
@@ -200,8 +205,10 @@ fn main() -> ExitCode {
             cache_dir,
             pool_slots,
             runtime,
+            conf,
         } => apache::run(apache::Options {
             pool_slots,
+            conf,
             cache_dir: cache_dir.map(|d| std::path::absolute(&d).unwrap_or(d)),
             processes: processes
                 .unwrap_or(if mpm == "prefork" { 8 } else { 2 })

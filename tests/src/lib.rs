@@ -520,3 +520,163 @@ impl Load {
         seen
     }
 }
+
+/// Write `conf_text` to a fresh file in `dir` (hidden: never taken for a
+/// tenant) and return its path.
+pub fn write_conf(dir: &Path, conf_text: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let path = dir.join(format!(".extra-{}-{n}.conf", std::process::id()));
+    std::fs::write(&path, conf_text).unwrap();
+    path
+}
+
+impl Apache {
+    /// Start Apache with `conf_text` included (`wasmpy apache --conf`) after
+    /// the module's global directives, before the first `<VirtualHost>`.
+    pub fn start_with_conf(tenants_dir: &Path, mpm: &str, conf_text: &str) -> Apache {
+        Apache::start_with_conf_args(tenants_dir, mpm, conf_text, &[])
+    }
+
+    /// [`Apache::start_with_conf`] with extra `wasmpy apache` arguments.
+    pub fn start_with_conf_args(
+        tenants_dir: &Path,
+        mpm: &str,
+        conf_text: &str,
+        extra: &[&str],
+    ) -> Apache {
+        let conf = write_conf(tenants_dir, conf_text);
+        let mut args = vec!["--conf", conf.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        Apache::start_with(tenants_dir, mpm, &args)
+    }
+}
+
+/// `wasmpy apache --configtest` on the tenants of `tenants_dir` with
+/// `conf_text` included (nothing when empty): whether it passed, and
+/// Apache's output (stdout and stderr).
+pub fn configtest(tenants_dir: &Path, conf_text: &str) -> (bool, String) {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let mut command = Command::new(binary("wasmpy"));
+    command
+        .arg("apache")
+        .arg(tenants_dir)
+        .arg("--configtest")
+        .arg("--run-dir")
+        .arg(tenants_dir.join(format!(".configtest-{n}")))
+        .arg("--cache-dir")
+        .arg(cache_dir());
+    if !conf_text.is_empty() {
+        command
+            .arg("--conf")
+            .arg(write_conf(tenants_dir, conf_text));
+    }
+    let out = command.output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+/// The real mod_python 3.5 (Debian's libapache2-mod-python) in the Debian
+/// Apache, for reference answers: the same handler files under the same
+/// configuration (minus `WasmPyTenant`).
+pub struct ModPython {
+    /// The apache2 process (foreground).
+    pub process: Process,
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    /// httpd.conf, error.log.
+    pub run_dir: PathBuf,
+}
+
+/// Where Debian keeps Apache's modules.
+pub const APACHE_MODULES: &str = "/usr/lib/apache2/modules";
+
+impl ModPython {
+    /// Whether mod_python is installed.
+    pub fn available() -> bool {
+        Path::new(APACHE_MODULES).join("mod_python.so").is_file()
+    }
+
+    /// Start Apache (event MPM, one child) with mod_python and `conf_text`
+    /// (which loads any further modules it needs) in `dir`.
+    pub fn start(dir: &Path, conf_text: &str) -> ModPython {
+        let port = free_port();
+        let run_dir = dir.join(format!(".modpython-{port}"));
+        std::fs::create_dir_all(&run_dir).unwrap();
+        let run = run_dir.display();
+        let m = APACHE_MODULES;
+        let conf = format!(
+            r#"ServerRoot "{run}"
+DefaultRuntimeDir "{run}"
+PidFile "{run}/httpd.pid"
+Mutex file:{run} default
+ErrorLog "{run}/error.log"
+LogLevel warn
+Listen 127.0.0.1:{port}
+ServerName localhost
+LoadModule mpm_event_module {m}/mod_mpm_event.so
+LoadModule authz_core_module {m}/mod_authz_core.so
+LoadModule authz_host_module {m}/mod_authz_host.so
+LoadModule python_module {m}/mod_python.so
+StartServers 1
+ServerLimit 1
+ThreadsPerChild 16
+MaxRequestWorkers 16
+MinSpareThreads 1
+MaxSpareThreads 16
+{conf_text}
+"#
+        );
+        let conf_path = run_dir.join("httpd.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let mut command = Command::new("/usr/sbin/apache2");
+        command.arg("-f").arg(&conf_path).arg("-DFOREGROUND");
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let process = Process::spawn(command, run_dir.join("apache2.out"));
+        let server = ModPython {
+            process,
+            port,
+            run_dir,
+        };
+        let started = Instant::now();
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "mod_python's Apache did not start:\n{}\n{}",
+                server.process.log_text(),
+                server.error_log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// The error log so far.
+    pub fn error_log(&self) -> String {
+        std::fs::read_to_string(self.run_dir.join("error.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for ModPython {
+    fn drop(&mut self) {
+        self.process.terminate(Duration::from_secs(15));
+    }
+}
+
+/// Poll `check` every 50 ms until it returns `Some`, or panic with `what`
+/// after `timeout`.
+pub fn poll<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let started = Instant::now();
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(started.elapsed() < timeout, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
