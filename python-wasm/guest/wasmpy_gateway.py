@@ -44,6 +44,11 @@ from wit_world.imports.types import Failure
 import mod_python  # noqa: F401
 import mod_python.apache  # noqa: F401
 import wasmpy  # noqa: F401
+from wasmpy import _host
+
+# The generated bindings exist only at build time (under /world): load them
+# now so that they are part of the snapshot.
+_host._load()
 from wasmpy import phases, wsgi
 import wasmpy.request  # noqa: F401
 
