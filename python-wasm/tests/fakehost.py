@@ -244,7 +244,7 @@ class FakeHost:
         self.calls.append((op, list(args)))
         handler = self.ops.get(op)
         if handler is None:
-            if op in ("add_handler", "flush", "set_etag", "set_last_modified"):
+            if op in ("add_handler", "flush", "set_etag", "set_last_modified", "register_cleanup"):
                 return []
             _fail(ErrorKind.UNSUPPORTED, f"unknown op {op}")
         return handler(*args)

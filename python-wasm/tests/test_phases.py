@@ -285,6 +285,9 @@ class PhaseTest(unittest.TestCase):
         self.run_phase("PythonHandler", "h::cleanup")
         module = sys.modules["h"]
         self.assertEqual(module.CLEANED, [])
+        # The host is told once that end-request is needed.
+        self.assertEqual([c for c in self.host.calls if c[0] == "register_cleanup"],
+                         [("register_cleanup", [])])
         self.world.end_request(7)
         self.assertEqual(module.CLEANED, ["data", "after"])
 

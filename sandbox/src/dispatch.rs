@@ -71,6 +71,8 @@ pub(crate) struct Ran {
     pub answer: Result<Answer, Failed>,
     pub too_large: bool,
     pub started: bool,
+    /// The guest asked for `end-request` (it registered cleanups).
+    pub needs_end: bool,
 }
 
 pub(crate) fn record(counters: &Counters, outcome: Outcome) {
@@ -227,6 +229,7 @@ impl Inner {
                         answer: Err(Failed { outcome }),
                         too_large: false,
                         started: false,
+                        needs_end: false,
                     };
                 }
             },
@@ -261,13 +264,15 @@ impl Inner {
         let state = instance.store.data_mut();
         state.clock.finish();
         let active = state.request.take();
-        let (too_large, started) = active.map_or((false, false), |a| (a.too_large, a.started));
+        let (too_large, started, needs_end) =
+            active.map_or((false, false, false), |a| (a.too_large, a.started, a.needs_end));
         instance.flush_log(&self.log_sink, name);
         instance.last_used = Instant::now();
         let failed = |outcome| Ran {
             answer: Err(Failed { outcome }),
             too_large,
             started,
+            needs_end,
         };
         match result {
             Ok(Ok(answer)) => {
@@ -285,6 +290,7 @@ impl Inner {
                     answer: Ok(answer),
                     too_large,
                     started,
+                    needs_end,
                 }
             }
             Ok(Err(error)) => {

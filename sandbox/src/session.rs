@@ -11,15 +11,16 @@ use crate::host::request::{ActiveRequest, RequestHost};
 use crate::pool::Counters;
 use crate::{Inner, Sandbox};
 
-/// A request's hold on one instance of its tenant. Dropping it ends the
-/// request in the guest (`end-request`: registered cleanups run, `req` is
-/// dropped) and gives the instance back.
+/// A request's hold on one instance of its tenant. Dropping it gives the
+/// instance back, after ending the request in the guest (`end-request`) if
+/// a handler registered cleanups; otherwise the guest drops the request's
+/// state when the instance's next request begins.
 pub struct Session {
     inner: Arc<Inner>,
     slot: Slot,
     id: u64,
-    /// A phase ran on the instance: the guest holds state for `id`.
-    begun: bool,
+    /// The guest registered cleanups for `id`: call `end-request`.
+    needs_end: bool,
     /// The instance failed; later phases are refused.
     broken: bool,
 }
@@ -36,7 +37,7 @@ impl Sandbox {
             id: self.inner.next_request_id(),
             inner: Arc::clone(&self.inner),
             slot,
-            begun: false,
+            needs_end: false,
             broken: false,
         })
     }
@@ -73,10 +74,10 @@ impl Session {
             pool.tenant.policy.limits.max_body_bytes,
             0,
         );
-        self.begun = true;
         let ran = self
             .inner
             .run(&mut self.slot, Some(active), Call::Phase(self.id, &call));
+        self.needs_end |= ran.needs_end;
         let result = match ran.answer {
             Ok(Answer::Phase(result)) => {
                 let outcome = failure_outcome(result.failure);
@@ -141,7 +142,7 @@ impl Session {
 
 impl Drop for Session {
     fn drop(&mut self) {
-        if self.begun && self.slot.instance.is_some() {
+        if self.needs_end && self.slot.instance.is_some() {
             // Cleanups the guest registered run now; the request is over,
             // so any request call they make is `stale`.
             let _ = self.inner.run(&mut self.slot, None, Call::End(self.id));

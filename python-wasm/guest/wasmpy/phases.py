@@ -84,6 +84,10 @@ class PhaseError(Exception):
 def _request_for(rid):
     req = _requests.get(rid)
     if req is None:
+        # An instance serves one request at a time: any other is over. The
+        # host calls `end-request` only for requests with cleanups.
+        for old in list(_requests):
+            end_request(old)
         req = Request(rid)
         _requests[rid] = req
     return req

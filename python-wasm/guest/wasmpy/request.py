@@ -662,7 +662,9 @@ class Request:
     def register_cleanup(self, callback, data=None):
         if not callable(callback):
             raise TypeError("register_cleanup() needs a callable")
-        self._wp_id_checked()
+        if not self._wp_cleanups:
+            # Ask the host to call `end-request`, where cleanups run.
+            self._wp_call("register_cleanup")
         self._wp_cleanups.append((callback, data))
 
     # -- configuration --

@@ -187,6 +187,7 @@ pub const OPERATIONS: &[&str] = &[
     "mpm_query",
     "note_basic_auth_failure",
     "flush",
+    "register_cleanup",
 ];
 
 /// Fields a guest may set, with the kind of value each takes.
@@ -245,6 +246,8 @@ pub(crate) struct ActiveRequest {
     pub too_large: bool,
     /// The status and headers were sent.
     pub started: bool,
+    /// The guest registered a cleanup: end the request in the guest.
+    pub needs_end: bool,
     table_entries: usize,
     table_bytes: usize,
 }
@@ -269,6 +272,7 @@ impl ActiveRequest {
             body_read,
             too_large: false,
             started: false,
+            needs_end: false,
             table_entries: 0,
             table_bytes: 0,
         }
@@ -501,6 +505,10 @@ impl HostState {
         }
         for arg in args {
             check_text("an argument", arg)?;
+        }
+ if op == "register_cleanup" {
+            active.needs_end = true;
+            return Ok(Vec::new());
         }
         if op == "internal_redirect" && !args.first().is_some_and(|uri| uri.starts_with('/')) {
             return Err(HostError::invalid(
