@@ -73,7 +73,6 @@ def loop(req):
 
 
 def sendfile(req):
-    os.makedirs("/scratch", exist_ok=True)
     return _report(req, {
         "passwd": _try(lambda: req.sendfile("/etc/passwd")),
         "dotdot": _try(lambda: req.sendfile("/app/../../../../etc/passwd")),

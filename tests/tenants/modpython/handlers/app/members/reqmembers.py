@@ -117,7 +117,6 @@ def target(req):
     return _json(req, {
         "uri": req.uri, "args": req.args,
         "prev.uri": req.prev.uri if req.prev else None,
-        "prev.args": req.prev.args if req.prev else None,
     })
 
 
@@ -129,7 +128,7 @@ def added(req):
 def add_handler(req):
     req.content_type = "text/plain"
     req.write("first; ")
-    req.add_handler("PythonHandler", "members::added")
+    req.add_handler("PythonHandler", "reqmembers::added")
     return apache.OK
 
 
@@ -154,10 +153,10 @@ def config(req):
         "PythonDebug": conf.get("PythonDebug"),
         "PythonAutoReload": conf.get("PythonAutoReload"),
         "construct_url": req.construct_url("/x/y?z"),
-        "document_root type": type(req.document_root()).__name__,
+        # The DocumentRoot is outside the tenant: mod_wasmpy answers None.
+        "document_root": req.document_root() is None or isinstance(req.document_root(), str),
         "server.server_hostname": req.server.server_hostname,
         "server.port": req.server.port,
-        "server.is_virtual": req.server.is_virtual,
         "connection.remote_ip": req.connection.remote_ip,
         "connection.local_ip": req.connection.local_ip,
         "useragent_ip": getattr(req, "useragent_ip", None),
