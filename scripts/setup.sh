@@ -4,7 +4,7 @@
 set -euo pipefail
 top="$(cd "$(dirname "$0")/.." && pwd)"
 
-packages=(apache2 apache2-dev libclang-dev clang wrk libapache2-mod-wsgi-py3 python3-venv curl)
+packages=(apache2 apache2-dev libclang-dev clang wrk libapache2-mod-wsgi-py3 libapache2-mod-python python3-venv curl)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
