@@ -159,11 +159,25 @@ Alias /py "{app}"
             "chain/program",
             "SetHandler python-program\n    PythonHandler chains::one",
         ),
+        (
+            "chain/interp-named",
+            "PythonInterpreter custom_name\n    PythonHandler chains::interp",
+        ),
+        (
+            "chain/interp-dir",
+            "PythonInterpPerDirective On\n    PythonHandler chains::interp",
+        ),
+        ("chain/imported", "PythonHandler chains::imported"),
+        (
+            "hostile-interp/whoami",
+            "PythonInterpreter neighbour\n    PythonPath \"sys.path+['{pyapp}/hostile']\"\n    PythonHandler rogue",
+        ),
         ("debug-on", "PythonHandler failing\n    PythonDebug On"),
         ("debug-off", "PythonHandler failing\n    PythonDebug Off"),
         ("reload", "PythonHandler reloaded\n    PythonAutoReload On"),
     ];
     for (path, lines) in locations {
+        let lines = lines.replace("{pyapp}", &pyapp);
         conf.push_str(&format!(
             "<Location /py/{path}>\n    {bind}\n    SetHandler mod_python\n    PythonPath \"sys.path+['{pyapp}']\"\n    {lines}\n</Location>\n"
         ));
@@ -171,7 +185,7 @@ Alias /py "{app}"
     if server_phases {
         // Server-wide: the post-read-request and translate phases.
         conf.push_str(&format!(
-            "{bind}\nPythonPath \"sys.path+['{pyapp}']\"\nPythonPostReadRequestHandler phases\nPythonTransHandler phases\n"
+            "{bind}\nPythonPath \"sys.path+['{pyapp}']\"\nPythonPostReadRequestHandler phases\nPythonTransHandler phases\nPythonImport preloaded localhost\n"
         ));
     }
     conf
@@ -277,6 +291,9 @@ fn cases() -> Vec<Case> {
         case("chain fixup", "/py/chain/fixup"),
         case("chain fixup gone", "/py/chain/fixgone"),
         case("python-program", "/py/chain/program"),
+        case("PythonInterpreter", "/py/chain/interp-named"),
+        case("PythonInterpPerDirective", "/py/chain/interp-dir"),
+        case("PythonImport", "/py/chain/imported"),
         case("ext .txt", "/py/ext/a.txt"),
         case("ext .py", "/py/ext/b.py"),
         case("ext other", "/py/ext/c.html"),
@@ -433,6 +450,12 @@ fn expectations(
         ),
         ("/py/chain/fixgone", 410, None),
         ("/py/chain/program", 200, Some("one ")),
+        (
+            "/py/chain/interp-named",
+            200,
+            Some("interpreter=custom_name"),
+        ),
+        ("/py/chain/imported", 200, Some("preloaded=yes")),
         ("/py/ext/a.txt", 200, Some("txt handler for a.txt")),
         ("/py/ext/b.py", 200, Some("py handler for b.py")),
         ("/py/addh/x.py", 200, Some("py handler for x.py")),
@@ -1100,6 +1123,19 @@ fn hostile_handlers_are_refused_and_autoreload_swaps_code() {
             && refused(&f["dotdot"])
             && f["inside"].as_str().is_some_and(|s| s.starts_with("ok"))
             && f["now"] == "/app/hostile/rogue.py",
+        format!("{} {}", reply.status, reply.text()),
+    );
+    // PythonInterpreter naming the neighbour: still this tenant's sandbox.
+    let reply = get(port, "/py/hostile-interp/whoami");
+    let w = json(&reply);
+    check(
+        "PythonInterpreter neighbour",
+        reply.status == 200
+            && w["app"]
+                .as_array()
+                .is_some_and(|a| a.iter().any(|n| n == "hostile"))
+            && refused(&w["secret"])
+            && !reply.text().contains("neighbour-secret"),
         format!("{} {}", reply.status, reply.text()),
     );
     let reply = get(port, "/py/hostile/keep");

@@ -73,3 +73,17 @@ def py(req):
     req.content_type = "text/plain"
     req.write("py handler for " + req.filename.rsplit("/", 1)[-1])
     return apache.OK
+
+
+def interp(req):
+    req.content_type = "text/plain"
+    req.write("interpreter=%s" % req.interpreter)
+    return apache.OK
+
+
+def imported(req):
+    import sys
+    req.content_type = "text/plain"
+    mod = sys.modules.get("preloaded")
+    req.write("preloaded=%s" % (getattr(mod, "LOADED", None),))
+    return apache.OK

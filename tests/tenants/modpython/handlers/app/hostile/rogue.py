@@ -96,3 +96,10 @@ def handler(req):
     if fn is None or case.startswith("_") or case == "handler":
         return apache.HTTP_NOT_FOUND
     return fn(req)
+
+
+def whoami(req):
+    """PythonInterpreter naming another tenant reaches nothing of it."""
+    return _report(req, {"interpreter": req.interpreter,
+                         "app": sorted(os.listdir("/app")),
+                         "secret": _try(lambda: open("/app/secret.txt").read())})

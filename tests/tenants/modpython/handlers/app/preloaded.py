@@ -1,0 +1,2 @@
+"""Imported by PythonImport when the interpreter starts."""
+LOADED = "yes"
