@@ -3,11 +3,12 @@
 //! [`DirConfig`] of the scope it appears in; `shim.c` holds the table.
 
 use std::ffi::{c_char, c_int, c_void};
+use std::path::PathBuf;
 
 use wasmpy_sandbox::Handler;
 
 use crate::dirconfig::{Declared, DirConfig, PHASES};
-use crate::ffi::cmd_parms;
+use crate::ffi::{self, cmd_parms};
 use crate::{config, config_mut, directive_result, guard, server_path, text};
 
 /// The scope's configuration (the `cfg` Apache passes to a directive).
@@ -21,10 +22,44 @@ unsafe fn section(cmd: *mut cmd_parms) -> Option<String> {
     (!path.is_null()).then(|| text(path).to_string())
 }
 
+/// The sections enclosing the directive, innermost first.
+unsafe fn enclosing(cmd: *mut cmd_parms) -> impl Iterator<Item = &'static ffi::ap_directive_t> {
+    let first = (*cmd).directive.as_ref().and_then(|d| d.parent.as_ref());
+    std::iter::successors(first, |d| d.parent.as_ref())
+}
+
+/// The path argument of a section directive (`<Directory "/x">` -> `/x`).
+unsafe fn section_arg(section: &ffi::ap_directive_t) -> String {
+    text(section.args)
+        .trim_end_matches('>')
+        .trim()
+        .trim_matches('"')
+        .to_string()
+}
+
+/// Whether a `WasmPyTenant` is among the directives of `section`.
+unsafe fn declares_tenant(section: &ffi::ap_directive_t) -> bool {
+    let children = section.first_child.as_ref();
+    std::iter::successors(children, |d| d.next.as_ref())
+        .any(|d| text(d.directive).eq_ignore_ascii_case("WasmPyTenant"))
+}
+
+/// The directory a handler declared here is "in" (mod_python puts it on
+/// sys.path): the section's own path when it is a directory (`<Directory>`,
+/// `.htaccess`), else the nearest enclosing `<Directory>`.
+unsafe fn handler_directory(cmd: *mut cmd_parms, cfg: &DirConfig) -> Option<PathBuf> {
+    cfg.directory().or_else(|| {
+        enclosing(cmd)
+            .find(|s| text(s.directive).eq_ignore_ascii_case("<Directory"))
+            .map(|s| PathBuf::from(section_arg(s)))
+            .filter(|p| p.is_dir())
+    })
+}
+
 /// Refuse a Python directive in a scope no `WasmPyTenant` binds: its
 /// handlers would have no sandbox to run in.
 unsafe fn require_tenant(cmd: *mut cmd_parms, cfg: &DirConfig, name: &str) -> Result<(), String> {
-    if cfg.tenant.is_some() {
+    if cfg.tenant.is_some() || enclosing(cmd).any(|s| declares_tenant(s)) {
         return Ok(());
     }
     let server = (*cmd).server as usize;
@@ -123,7 +158,7 @@ pub unsafe extern "C" fn wasmpy_cmd_python_handler(
     let in_directory = section(cmd).is_some();
     python_directive(cmd, cfg, name, |cfg| {
         let (specs, extensions) = parse_handlers(&args).map_err(|e| format!("{name}: {e}"))?;
-        let directory = cfg.directory();
+        let directory = handler_directory(cmd, cfg);
         let list = cfg.handlers[phase].get_or_insert_with(Vec::new);
         for spec in specs {
             list.push(Declared {
@@ -152,7 +187,7 @@ pub unsafe extern "C" fn wasmpy_cmd_python_handler_module(
     let in_directory = section(cmd).is_some();
     python_directive(cmd, cfg, "PythonHandlerModule", |cfg| {
         parse_handlers(&module).map_err(|e| format!("PythonHandlerModule: {e}"))?;
-        let directory = cfg.directory();
+        let directory = handler_directory(cmd, cfg);
         for list in cfg.handlers.iter_mut() {
             list.get_or_insert_with(Vec::new).push(Declared {
                 handler: Handler {

@@ -24,6 +24,10 @@ struct RequestState {
     body: Body,
     /// Phases a handler asked to run with `req.add_handler`.
     added: Vec<String>,
+    /// The configuration the cleanup phase runs with, kept from the last
+    /// per-directory phase: the request's merged configuration may be gone
+    /// when the request pool's cleanups run.
+    cleanup: Option<DirConfig>,
 }
 
 /// The request's state, created (with the cleanup that ends it) on first use.
@@ -36,6 +40,7 @@ unsafe fn state<'a>(r: *mut request_rec) -> &'a mut RequestState {
         sessions: Vec::new(),
         body: Body::default(),
         added: Vec::new(),
+        cleanup: None,
     }));
     ffi::wasmpy_shim_set_module_config((*r).request_config, state.cast());
     ffi::apr_pool_cleanup_register(
@@ -63,11 +68,11 @@ unsafe extern "C" fn end_request(data: *mut c_void) -> ffi::apr_status_t {
         if ptr.is_null() {
             return;
         }
-        if let Some(cfg) = dirconfig::get((*r).per_dir_config) {
-            let handlers = handlers(cfg, CLEANUP, |_| true);
+        if let Some(cfg) = (*ptr).cleanup.take() {
+            let handlers = handlers(&cfg, CLEANUP, |_| true);
             let added = (*ptr).added.iter().any(|p| p == PHASES[CLEANUP]);
             if !handlers.is_empty() || added {
-                run(r, CLEANUP, cfg, handlers);
+                run(r, CLEANUP, &cfg, handlers);
             }
         }
         ffi::wasmpy_shim_set_module_config((*r).request_config, std::ptr::null_mut());
@@ -188,7 +193,21 @@ unsafe fn per_dir_phase(r: *mut request_rec, phase: usize) -> c_int {
     if handlers.is_empty() && !added {
         return ffi::DECLINED as c_int;
     }
-    run(r, phase, cfg, handlers)
+    let status = run(r, phase, cfg, handlers);
+    keep_cleanup_config(r, cfg);
+    status
+}
+
+/// Keep `cfg` for the cleanup phase if the request will have one.
+unsafe fn keep_cleanup_config(r: *mut request_rec, cfg: &DirConfig) {
+    let Some(state) = existing_state(r) else {
+        return;
+    };
+    let wanted = !cfg.handlers_of(CLEANUP).is_empty()
+        || state.added.iter().any(|p| p == PHASES[CLEANUP]);
+    if wanted {
+        state.cleanup = Some(cfg.clone());
+    }
 }
 
 /// Run a phase from the server's configuration (before per-directory
@@ -266,8 +285,11 @@ hook!(
     /// `PythonFixupHandler`; also arms the cleanup of a request that has
     /// `PythonCleanupHandler`s but no other Python phase.
     wasmpy_phase_fixup => |r: *mut request_rec| {
-        if dirconfig::get((*r).per_dir_config).is_some_and(|cfg| !cfg.handlers_of(CLEANUP).is_empty()) {
-            state(r);
+        if let Some(cfg) = dirconfig::get((*r).per_dir_config) {
+            if !cfg.handlers_of(CLEANUP).is_empty() {
+                state(r);
+                keep_cleanup_config(r, cfg);
+            }
         }
         per_dir_phase(r, 8)
     }

@@ -3,8 +3,8 @@
 //!
 //! Guest code runs on the host's request thread. The engine's epoch ticker
 //! interrupts it every [`EPOCH_TICK`](crate::EPOCH_TICK) once it has run for
-//! [`DEMOTE_AFTER`]: at each tick the deadline is checked, and the first
-//! time the thread's nice value is raised, so that the kernel preempts it
+//! [`DEMOTE_AFTER`]: at each tick the deadline is checked, and once the
+//! request has used [`DEMOTE_AFTER`] of CPU time the thread's priority is lowered, so that the kernel preempts it
 //! at once whenever another request's thread wakes up. The nice value is
 //! restored when the request ends (which needs `RLIMIT_NICE`; the Apache
 //! module sets it when started as root, elsewhere the thread stays demoted).
@@ -13,14 +13,27 @@ use std::time::{Duration, Instant};
 
 use wasmtime::UpdateDeadline;
 
-/// Running time after which a request's thread is demoted.
+/// CPU time after which a request's thread is demoted.
 pub const DEMOTE_AFTER: Duration = Duration::from_millis(10);
 
 /// The clock of the request an instance is running.
 #[derive(Debug)]
 pub(crate) struct RequestClock {
     deadline: Instant,
+    /// CPU time of the running thread when the request started.
+    cpu_at_start: Duration,
     demoted: Option<(libc::pid_t, i32)>,
+}
+
+/// CPU time used by the calling thread.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: plain system call with a valid pointer.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 impl RequestClock {
@@ -28,6 +41,7 @@ impl RequestClock {
     pub fn idle() -> Self {
         RequestClock {
             deadline: Instant::now(),
+            cpu_at_start: Duration::ZERO,
             demoted: None,
         }
     }
@@ -37,6 +51,7 @@ impl RequestClock {
     /// demoted from the start.
     pub fn start(&mut self, timeout: Duration, penalized: bool) -> u64 {
         self.deadline = Instant::now() + timeout;
+        self.cpu_at_start = thread_cpu_time();
         self.finish();
         if penalized {
             self.demote();
@@ -65,7 +80,11 @@ impl RequestClock {
         if Instant::now() >= self.deadline {
             return UpdateDeadline::Interrupt;
         }
-        self.demote();
+        // CPU time, not wall time: a request that waited for a CPU under
+        // load has not taken anything from the others.
+        if thread_cpu_time().saturating_sub(self.cpu_at_start) >= DEMOTE_AFTER {
+            self.demote();
+        }
         UpdateDeadline::Continue(1)
     }
 
