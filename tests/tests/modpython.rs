@@ -1186,3 +1186,28 @@ fn hostile_handlers_are_refused_and_autoreload_swaps_code() {
         apache.error_log()
     );
 }
+
+/// Not a test: `cargo test -p wasmpy-tests --test modpython -- --ignored
+/// --nocapture manual_wasmpy` serves the handlers under mod_wasmpy for
+/// WASMPY_MANUAL_SECONDS (default 60) for checks by hand.
+#[test]
+#[ignore]
+fn manual_wasmpy() {
+    let (scratch, tenant) = tenants("manual-wasmpy");
+    let apache = Apache::start_with_conf(
+        &scratch.0,
+        "event",
+        &site_conf(&tenant, Flavour::WasmPy, true),
+    );
+    println!(
+        "mod_wasmpy on http://127.0.0.1:{}/py/ (logs in {}, tenant {})",
+        apache.port,
+        apache.run_dir.display(),
+        tenant.display()
+    );
+    let secs = std::env::var("WASMPY_MANUAL_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    std::thread::sleep(Duration::from_secs(secs));
+}
