@@ -17,7 +17,7 @@ set -euo pipefail
 
 CARGO_FUZZ_VERSION=0.13.2
 SECONDS_PER_TARGET=${1:-20}
-TARGETS=${FUZZ_TARGETS:-policy_parse http_response http_path}
+TARGETS=${FUZZ_TARGETS:-policy_parse http_response http_path guest_args}
 SANITIZER=${FUZZ_SANITIZER:-address}
 JOBS=${FUZZ_JOBS:-1}
 

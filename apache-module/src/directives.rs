@@ -5,6 +5,7 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::path::PathBuf;
 
+use wasmpy_sandbox::http::parse_handler_list as parse_handlers;
 use wasmpy_sandbox::Handler;
 
 use crate::dirconfig::{Declared, DirConfig, PHASES};
@@ -113,36 +114,6 @@ pub unsafe extern "C" fn wasmpy_cmd_tenant(
         Ok(())
     });
     directive_result(cmd, result)
-}
-
-/// Split `module[::object] ... [| .ext ...]` into handler specs and extensions.
-pub fn parse_handlers(args: &str) -> Result<(Vec<String>, Vec<String>), String> {
-    let (specs, exts) = args.split_once('|').unwrap_or((args, ""));
-    let specs: Vec<String> = specs.split_whitespace().map(str::to_string).collect();
-    let exts: Vec<String> = exts.split_whitespace().map(str::to_string).collect();
-    if specs.is_empty() {
-        return Err("needs at least one handler: module[::object]".into());
-    }
-    for spec in &specs {
-        let (module, object) = spec.split_once("::").unwrap_or((spec, "handler"));
-        let dotted = |s: &str| {
-            !s.is_empty()
-                && s.split('.').all(|part| {
-                    !part.is_empty()
-                        && !part.starts_with(|c: char| c.is_ascii_digit())
-                        && part.chars().all(|c| c.is_alphanumeric() || c == '_')
-                })
-        };
-        if !dotted(module) || !dotted(object) {
-            return Err(format!(
-                "{spec:?} is not a handler: module[::object], e.g. mysite.handlers::handler"
-            ));
-        }
-    }
-    if let Some(bad) = exts.iter().find(|e| !e.starts_with('.') || e.len() < 2) {
-        return Err(format!("{bad:?} is not an extension such as .py"));
-    }
-    Ok((specs, exts))
 }
 
 /// `PythonHandler` and every phase directive (`cmd->info` is the phase).
@@ -284,19 +255,4 @@ pub unsafe extern "C" fn wasmpy_cmd_python_import(
         }
         Ok(())
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_handlers;
-
-    #[test]
-    fn handler_lists() {
-        let (specs, exts) = parse_handlers("a b.c::obj.meth | .py .psp").unwrap();
-        assert_eq!(specs, ["a", "b.c::obj.meth"]);
-        assert_eq!(exts, [".py", ".psp"]);
-        for bad in ["", "| .py", "a::", "1a", "a b;rm", "a | py", "a::b-c"] {
-            assert!(parse_handlers(bad).is_err(), "{bad:?}");
-        }
-    }
 }

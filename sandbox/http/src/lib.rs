@@ -1,5 +1,6 @@
 //! HTTP rules shared by the hosts (the Apache module, `wasmpy serve`) and
-//! the sandbox: what may leave a guest, how paths are decoded and matched.
+//! the sandbox: what may leave a guest, how paths (URL and guest) are decoded
+//! and matched, how mod_python handler lists are read.
 //! Pure functions without dependencies, so that the fuzz targets (`fuzz/`)
 //! build them in seconds; re-exported as `wasmpy_sandbox::http`.
 
@@ -78,9 +79,91 @@ pub fn prefix_matches(prefix: &str, path: &str) -> bool {
     }
 }
 
+/// Longest path a guest may name.
+pub const MAX_GUEST_PATH: usize = 4096;
+
+/// Is `guest` a path a guest may name: absolute, no `..` component, no
+/// NUL, at most [`MAX_GUEST_PATH`] bytes?
+pub fn clean_guest_path(guest: &str) -> bool {
+    guest.starts_with('/')
+        && guest.len() <= MAX_GUEST_PATH
+        && !guest.contains('\0')
+        && !guest.split('/').any(|part| part == "..")
+}
+
+/// The part of `path` below directory `root` ("" for `root` itself), on a
+/// component boundary: `/app/x` is under `/app`, `/application` is not.
+pub fn below<'a>(path: &'a str, root: &str) -> Option<&'a str> {
+    let root = root.trim_end_matches('/');
+    let rest = path.strip_prefix(root)?;
+    if rest.is_empty() {
+        Some("")
+    } else {
+        rest.strip_prefix('/').map(|r| r.trim_start_matches('/'))
+    }
+}
+
+/// Parse a mod_python handler directive's arguments,
+/// `module[::object] ... [| .ext ...]`: the handler specs (dotted Python
+/// names) and the extensions they are restricted to.
+pub fn parse_handler_list(args: &str) -> Result<(Vec<String>, Vec<String>), String> {
+    let (specs, exts) = args.split_once('|').unwrap_or((args, ""));
+    let specs: Vec<String> = specs.split_whitespace().map(str::to_string).collect();
+    let exts: Vec<String> = exts.split_whitespace().map(str::to_string).collect();
+    if specs.is_empty() {
+        return Err("needs at least one handler: module[::object]".into());
+    }
+    let dotted = |s: &str| {
+        !s.is_empty()
+            && s.split('.').all(|part| {
+                !part.is_empty()
+                    && !part.starts_with(|c: char| c.is_ascii_digit())
+                    && part.chars().all(|c| c.is_alphanumeric() || c == '_')
+            })
+    };
+    for spec in &specs {
+        let (module, object) = spec.split_once("::").unwrap_or((spec, "handler"));
+        if !dotted(module) || !dotted(object) {
+            return Err(format!(
+                "{spec:?} is not a handler: module[::object], e.g. mysite.handlers::handler"
+            ));
+        }
+    }
+    if let Some(bad) = exts
+        .iter()
+        .find(|e| e.len() < 2 || !e.starts_with('.') || e.contains(['/', '\0']))
+    {
+        return Err(format!("{bad:?} is not an extension such as .py"));
+    }
+    Ok((specs, exts))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn guest_paths() {
+        assert!(clean_guest_path("/app/x.py"));
+        for bad in ["app/x", "/app/../etc", "/..", "/a\0", ""] {
+            assert!(!clean_guest_path(bad), "{bad:?}");
+        }
+        assert_eq!(below("/app/x/y", "/app"), Some("x/y"));
+        assert_eq!(below("/app", "/app"), Some(""));
+        assert_eq!(below("/app//x", "/app/"), Some("x"));
+        assert_eq!(below("/application", "/app"), None);
+        assert_eq!(below("/etc", "/app"), None);
+    }
+
+    #[test]
+    fn handler_lists() {
+        let (specs, exts) = parse_handler_list("a b.c::obj.meth | .py .psp").unwrap();
+        assert_eq!(specs, ["a", "b.c::obj.meth"]);
+        assert_eq!(exts, [".py", ".psp"]);
+        for bad in ["", "| .py", "a::", "1a", "a b;rm", "a | py", "a::b-c", "a | ./"] {
+            assert!(parse_handler_list(bad).is_err(), "{bad:?}");
+        }
+    }
 
     #[test]
     fn decodes_percent_escapes_and_keeps_bad_ones() {

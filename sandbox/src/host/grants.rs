@@ -2,7 +2,7 @@
 //! which guest path a host file is seen under. Used by every host call that
 //! takes or returns a path (sendfile, `req.filename`, handler directories).
 
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 
 use wasmpy_policies::Tenant;
 
@@ -26,9 +26,6 @@ pub enum PathRefused {
     Outside(String),
 }
 
-/// Longest path a guest may pass.
-const MAX_PATH: usize = 4096;
-
 impl Grants {
     /// The grants of `tenant` (mounts whose host directory is gone are left out).
     pub fn of(tenant: &Tenant) -> Grants {
@@ -45,19 +42,11 @@ impl Grants {
     /// The host path of guest path `guest`, checked lexically (no `..`,
     /// inside a grant). The file need not exist.
     pub fn to_host(&self, guest: &str) -> Result<PathBuf, PathRefused> {
-        let malformed = || PathRefused::Malformed(guest.chars().take(200).collect());
-        if guest.len() > MAX_PATH || guest.contains('\0') || !guest.starts_with('/') {
-            return Err(malformed());
-        }
-        if Path::new(guest)
-            .components()
-            .any(|c| matches!(c, Component::ParentDir))
-        {
-            return Err(malformed());
+        if !crate::http::clean_guest_path(guest) {
+            return Err(PathRefused::Malformed(guest.chars().take(200).collect()));
         }
         for (root, host) in &self.roots {
-            if let Some(rest) = strip_dir(guest, root) {
-                let rest = rest.trim_start_matches('/');
+            if let Some(rest) = crate::http::below(guest, root) {
                 return Ok(if rest.is_empty() {
                     host.clone()
                 } else {
@@ -101,12 +90,6 @@ impl Grants {
         }
         best.map(|(_, path)| path)
     }
-}
-
-/// `path` below directory `dir` ("" for `dir` itself), component-wise.
-fn strip_dir<'a>(path: &'a str, dir: &str) -> Option<&'a str> {
-    let rest = path.strip_prefix(dir)?;
-    (rest.is_empty() || rest.starts_with('/')).then_some(rest)
 }
 
 #[cfg(test)]
