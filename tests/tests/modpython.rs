@@ -334,6 +334,8 @@ fn cases() -> Vec<Case> {
         case("internal_redirect", "/py/members/redirect"),
         case("add_handler", "/py/members/add_handler"),
         case("config", "/py/members/config"),
+        case("sendfile", "/py/members/sendfile"),
+        case("misc", "/py/members/misc"),
         case("cond", "/py/members/cond"),
         with_header(
             case("cond 304", "/py/members/cond"),
@@ -629,6 +631,29 @@ fn expectations(
         format!("{} {ran:?}", reply.status),
     );
 
+    let reply = get(port, "/py/members/sendfile");
+    expect(
+        "sendfile",
+        reply.status == 200 && reply.text() == "a text file\n sent=12",
+        format!("{} {:?}", reply.status, reply.text()),
+    );
+    let reply = get(port, "/py/members/misc");
+    let m = if reply.status == 200 {
+        reply.json()
+    } else {
+        Value::Null
+    };
+    expect(
+        "apache module functions",
+        m["exists_config_define FOREGROUND"] == true
+            && m["exists_config_define NOPE"] == false
+            && m["stat is file"] == true
+            && m["stat size"] == 12
+            && m["import_module"] == "yes"
+            && m["main_server"] == "localhost"
+            && m["OK DECLINED DONE"] == serde_json::json!([0, -1, -2]),
+        format!("{} {}", reply.status, reply.text()),
+    );
     let reply = get(port, "/py/members/config");
     let c = if reply.status == 200 {
         reply.json()

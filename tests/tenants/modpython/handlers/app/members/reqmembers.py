@@ -194,6 +194,34 @@ def vars(req):
                                               "GATEWAY_INTERFACE"]})
 
 
+def _app_dir():
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def sendfile(req):
+    req.content_type = "text/plain"
+    sent = req.sendfile(_app_dir() + "/ext/a.txt")
+    req.write(" sent=%d" % sent)
+    return apache.OK
+
+
+def misc(req):
+    req.allow_methods(["GET", "POST"])
+    st = apache.stat(_app_dir() + "/ext/a.txt", apache.APR_FINFO_MIN)
+    return _json(req, {
+        "exists_config_define FOREGROUND": bool(apache.exists_config_define("FOREGROUND")),
+        "exists_config_define NOPE": bool(apache.exists_config_define("NOPE")),
+        "mpm_query threaded": apache.mpm_query(apache.AP_MPMQ_IS_THREADED),
+        "stat is file": st.filetype == apache.APR_REG,
+        "stat size": st.size,
+        "import_module": apache.import_module("preloaded").LOADED,
+        "main_server": apache.main_server.server_hostname,
+        "OK DECLINED DONE": [apache.OK, apache.DECLINED, apache.DONE],
+        "HTTP_NOT_FOUND": apache.HTTP_NOT_FOUND,
+        "M_POST": apache.M_POST,
+    })
+
+
 def handler(req):
     parts = req.uri.split("/")
     group = parts[parts.index("members") + 1]
