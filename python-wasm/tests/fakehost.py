@@ -172,11 +172,12 @@ class FakeHost:
 
     def start_response(self, rid, status, headers):
         self._check(rid)
-        self.events.append(("start", status, list(headers)))
+        self.events.append(("start", status, [(n, v.encode("latin-1")) for n, v in headers]))
 
     def write(self, rid, data, flush):
         self._check(rid)
-        self.events.append(("write", bytes(data), flush))
+        assert isinstance(data, str), "bytes cross as Latin-1 text"
+        self.events.append(("write", data.encode("latin-1"), flush))
 
     def sendfile(self, rid, path, offset, length):
         self._check(rid)

@@ -138,12 +138,19 @@ def read(rid, size):
     return _invoke("read", rid, size)
 
 
+def _latin1(data):
+    # Bytes cross as Latin-1 text: componentize-py 0.25.1 never frees the
+    # guest memory of a `list<u8>` import argument (strings it frees).
+    return bytes(data).decode("latin-1")
+
+
 def start_response(rid, status, headers):
-    return _invoke("start_response", rid, status, headers)
+    return _invoke("start_response", rid, status,
+                   [(name, _latin1(value)) for name, value in headers])
 
 
 def write(rid, data, flush=True):
-    return _invoke("write", rid, bytes(data), bool(flush))
+    return _invoke("write", rid, _latin1(data), bool(flush))
 
 
 def sendfile(rid, path, offset=0, length=None):

@@ -250,6 +250,8 @@ pub(crate) struct ActiveRequest {
     pub needs_end: bool,
     table_entries: usize,
     table_bytes: usize,
+    /// Keys set (not added) so far: setting one again adds no entry.
+    keys_set: std::collections::HashSet<(u8, String)>,
 }
 
 impl ActiveRequest {
@@ -275,11 +277,16 @@ impl ActiveRequest {
             needs_end: false,
             table_entries: 0,
             table_bytes: 0,
+            keys_set: std::collections::HashSet::new(),
         }
     }
 
-    fn count_table_text(&mut self, bytes: usize) -> Result<(), HostError> {
-        self.table_entries += 1;
+    /// Count what a table write costs Apache's request pool: every byte,
+    /// and an entry unless it replaces a key this request already set.
+    fn count_table_text(&mut self, table: Table, key: &str, bytes: usize, add: bool) -> Result<(), HostError> {
+        if add || self.keys_set.insert((table as u8, key.to_ascii_lowercase())) {
+            self.table_entries += 1;
+        }
         self.table_bytes += bytes;
         if self.table_entries > MAX_TABLE_ENTRIES || self.table_bytes > MAX_TABLE_BYTES {
             return Err(HostError::new(
@@ -300,6 +307,17 @@ fn to_bytes(text: &str) -> Vec<u8> {
     } else {
         text.as_bytes().to_vec()
     }
+}
+
+/// Bytes the guest sent as Latin-1 text (one character per byte).
+fn latin1_bytes(text: &str) -> Result<Vec<u8>, HostError> {
+    if text.is_ascii() {
+        return Ok(text.as_bytes().to_vec());
+    }
+    text.chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect::<Option<Vec<u8>>>()
+        .ok_or_else(|| HostError::invalid("bytes must be sent as Latin-1 text (U+0000 to U+00FF)"))
 }
 
 /// Bytes from the host as text, Latin-1 (lossless).
@@ -441,7 +459,7 @@ impl HostState {
         check_key(table, key)?;
         if let Some(value) = value {
             check_text("a table value", value)?;
-            active.count_table_text(key.len() + value.len())?;
+            active.count_table_text(table, key, key.len() + value.len(), add)?;
         }
         active
             .host
@@ -535,15 +553,21 @@ impl wit::Host for HostState {
         &mut self,
         id: u64,
         status: u16,
-        headers: Vec<(String, Vec<u8>)>,
+        headers: Vec<(String, String)>,
     ) -> WitResult<()> {
+        let headers = headers
+            .into_iter()
+            .map(|(name, value)| Ok((name, latin1_bytes(&value)?)))
+            .collect::<Result<Vec<_>, HostError>>()?;
         Ok(self.start(id, status, &headers)?)
     }
 
-    fn write(&mut self, id: u64, data: Vec<u8>, flush: bool) -> WitResult<()> {
+    fn write(&mut self, id: u64, data: String, flush: bool) -> WitResult<()> {
+        let bytes = latin1_bytes(&data)?;
+        drop(data);
         let active = self.active(id)?;
         active.started = true;
-        Ok(active.host.write(&data, flush)?)
+        Ok(active.host.write(&bytes, flush)?)
     }
 
     fn sendfile(
