@@ -106,8 +106,9 @@ impl ModuleConfig {
         dir: &Path,
         known: &BTreeMap<String, Tenant>,
     ) -> Result<Tenant, String> {
-        let tenant = wasmpy_policies::load_tenant(dir)
-            .map_err(|errors| format!("{directive}: tenant {} refused:\n{errors}", dir.display()))?;
+        let tenant = wasmpy_policies::load_tenant(dir).map_err(|errors| {
+            format!("{directive}: tenant {} refused:\n{errors}", dir.display())
+        })?;
         if let Some(known) = known.get(&tenant.name) {
             if known.dir != tenant.dir {
                 return Err(format!(

@@ -64,7 +64,10 @@ unsafe fn require_tenant(cmd: *mut cmd_parms, cfg: &DirConfig, name: &str) -> Re
         return Ok(());
     }
     let server = (*cmd).server as usize;
-    if config().bound_tenant(server, section(cmd).as_deref()).is_some() {
+    if config()
+        .bound_tenant(server, section(cmd).as_deref())
+        .is_some()
+    {
         return Ok(());
     }
     Err(format!(

@@ -103,7 +103,7 @@ pub unsafe fn of(r: *mut request_rec) -> Vec<(String, Value)> {
             ("connection.local_host", t(c.local_host)),
             ("connection.remote_port", Value::Int(port(c.client_addr))),
             ("connection.local_port", Value::Int(port(c.local_addr))),
-            ("connection.id", int(c.id as i64)),
+            ("connection.id", int(c.id)),
             ("connection.keepalives", int(c.keepalives)),
             (
                 "connection.keepalive",

@@ -9,7 +9,9 @@ use std::ffi::{c_int, c_void, CStr, CString};
 
 use wasmpy_sandbox::{Handler, Outcome, PhaseCall, Session, DECLINED, DONE, OK};
 
-use crate::dirconfig::{self, DirConfig, CLEANUP, CONTENT, HEADER_PARSER, INIT, LOG, PHASES, POST_READ, TRANS};
+use crate::dirconfig::{
+    self, DirConfig, CLEANUP, CONTENT, HEADER_PARSER, INIT, LOG, PHASES, POST_READ, TRANS,
+};
 use crate::ffi::{self, request_rec};
 use crate::req::{ApacheRequest, Body};
 use crate::{config, guard, sandbox, text};
@@ -83,7 +85,11 @@ unsafe extern "C" fn end_request(data: *mut c_void) -> ffi::apr_status_t {
 }
 
 /// The handlers of `phase` in `cfg` that `keep` selects.
-fn handlers(cfg: &DirConfig, phase: usize, keep: impl Fn(&dirconfig::Declared) -> bool) -> Vec<Handler> {
+fn handlers(
+    cfg: &DirConfig,
+    phase: usize,
+    keep: impl Fn(&dirconfig::Declared) -> bool,
+) -> Vec<Handler> {
     cfg.handlers_of(phase)
         .iter()
         .filter(|d| keep(d))
@@ -99,7 +105,8 @@ unsafe fn interpreter(r: *mut request_rec, cfg: &DirConfig, handlers: &[Handler]
     match cfg.interp_per {
         Some("PythonInterpPerDirectory") => {
             let file = text((*r).filename);
-            file.rsplit_once('/').map_or(String::new(), |(dir, _)| format!("{dir}/"))
+            file.rsplit_once('/')
+                .map_or(String::new(), |(dir, _)| format!("{dir}/"))
         }
         Some(_) => handlers
             .first()
@@ -122,11 +129,20 @@ unsafe fn tenant_of(r: *mut request_rec, cfg: &DirConfig) -> Option<String> {
 /// returns the Apache status of the phase.
 unsafe fn run(r: *mut request_rec, phase: usize, cfg: &DirConfig, handlers: Vec<Handler>) -> c_int {
     let Some(tenant) = tenant_of(r, cfg) else {
-        log(r, &format!("{}: no WasmPyTenant binds this scope", PHASES[phase]));
+        log(
+            r,
+            &format!("{}: no WasmPyTenant binds this scope", PHASES[phase]),
+        );
         return ffi::HTTP_INTERNAL_SERVER_ERROR as c_int;
     };
     let Some(sandbox) = sandbox() else {
-        log(r, &format!("no sandbox in this child: {} of tenant {tenant} refused", PHASES[phase]));
+        log(
+            r,
+            &format!(
+                "no sandbox in this child: {} of tenant {tenant} refused",
+                PHASES[phase]
+            ),
+        );
         return ffi::HTTP_INTERNAL_SERVER_ERROR as c_int;
     };
     let state = state(r);
@@ -135,7 +151,11 @@ unsafe fn run(r: *mut request_rec, phase: usize, cfg: &DirConfig, handlers: Vec<
             Ok(session) => state.sessions.push((tenant.clone(), session)),
             Err(outcome) => {
                 if outcome == Outcome::QueueTimeout {
-                    ffi::apr_table_setn((*r).err_headers_out, c"Retry-After".as_ptr(), c"1".as_ptr());
+                    ffi::apr_table_setn(
+                        (*r).err_headers_out,
+                        c"Retry-After".as_ptr(),
+                        c"1".as_ptr(),
+                    );
                 }
                 warn(r, &tenant, phase, outcome, i32::from(outcome.status()));
                 return c_int::from(outcome.status());
@@ -168,7 +188,8 @@ unsafe fn run(r: *mut request_rec, phase: usize, cfg: &DirConfig, handlers: Vec<
 }
 
 unsafe fn log(r: *mut request_rec, message: &str) {
-    let msg = CString::new(format!("mod_wasmpy: {message}").replace('\0', "\\0")).unwrap_or_default();
+    let msg =
+        CString::new(format!("mod_wasmpy: {message}").replace('\0', "\\0")).unwrap_or_default();
     ffi::wasmpy_shim_log_request(r, ffi::APLOG_ERR as c_int, msg.as_ptr());
 }
 
@@ -203,8 +224,8 @@ unsafe fn keep_cleanup_config(r: *mut request_rec, cfg: &DirConfig) {
     let Some(state) = existing_state(r) else {
         return;
     };
-    let wanted = !cfg.handlers_of(CLEANUP).is_empty()
-        || state.added.iter().any(|p| p == PHASES[CLEANUP]);
+    let wanted =
+        !cfg.handlers_of(CLEANUP).is_empty() || state.added.iter().any(|p| p == PHASES[CLEANUP]);
     if wanted {
         state.cleanup = Some(cfg.clone());
     }

@@ -6,7 +6,7 @@
 use std::ffi::{c_char, c_int, CStr, CString};
 use std::path::Path;
 
-use wasmpy_sandbox::{ErrorKind, HostError, RequestHost, Table, Value};
+use wasmpy_sandbox::{Entries, ErrorKind, HostError, RequestHost, Table, Value};
 
 use crate::ffi::{self, apr_table_t, request_rec};
 use crate::request::table_entries;
@@ -36,7 +36,10 @@ pub struct ApacheRequest {
 unsafe impl Send for ApacheRequest {}
 
 fn io(what: &str) -> HostError {
-    HostError::new(ErrorKind::Io, format!("{what} failed (the client may have gone away)"))
+    HostError::new(
+        ErrorKind::Io,
+        format!("{what} failed (the client may have gone away)"),
+    )
 }
 
 fn cstring(bytes: &[u8]) -> CString {
@@ -55,7 +58,12 @@ pub(crate) unsafe fn opt_text(ptr: *const c_char) -> Value {
 impl ApacheRequest {
     /// The live view of `r`; `body` and `added` outlive every call made
     /// through it; `finished` refuses output (log and cleanup phases).
-    pub unsafe fn new(r: *mut request_rec, body: *mut Body, added: *mut Vec<String>, finished: bool) -> Self {
+    pub unsafe fn new(
+        r: *mut request_rec,
+        body: *mut Body,
+        added: *mut Vec<String>,
+        finished: bool,
+    ) -> Self {
         ApacheRequest {
             r,
             body,
@@ -64,9 +72,9 @@ impl ApacheRequest {
         }
     }
 
-    fn r(&self) -> &mut request_rec {
+    fn r(&self) -> &request_rec {
         // SAFETY: see the Send impl: r is alive and ours during the call.
-        unsafe { &mut *self.r }
+        unsafe { &*self.r }
     }
 
     fn table(&self, table: Table) -> *mut apr_table_t {
@@ -99,7 +107,10 @@ impl ApacheRequest {
 impl RequestHost for ApacheRequest {
     fn read(&mut self, max: usize) -> Result<Vec<u8>, HostError> {
         if self.finished {
-            return Err(HostError::new(ErrorKind::Invalid, "the request body can no longer be read"));
+            return Err(HostError::new(
+                ErrorKind::Invalid,
+                "the request body can no longer be read",
+            ));
         }
         // SAFETY: body outlives the call (see new()).
         let body = unsafe { &mut *self.body };
@@ -126,10 +137,14 @@ impl RequestHost for ApacheRequest {
         Ok(buf)
     }
 
-    fn start_response(&mut self, status: u16, headers: &[(String, Vec<u8>)]) -> Result<(), HostError> {
+    fn start_response(
+        &mut self,
+        status: u16,
+        headers: &[(String, Vec<u8>)],
+    ) -> Result<(), HostError> {
         self.output_allowed()?;
-        // SAFETY: r is alive; strings are copied into its pool.
-        unsafe { crate::request::set_head(self.r(), status, headers) };
+        // SAFETY: r is alive and ours; strings are copied into its pool.
+        unsafe { crate::request::set_head(&mut *self.r, status, headers) };
         Ok(())
     }
 
@@ -150,7 +165,12 @@ impl RequestHost for ApacheRequest {
         Ok(())
     }
 
-    fn sendfile(&mut self, file: &Path, offset: u64, length: Option<u64>) -> Result<u64, HostError> {
+    fn sendfile(
+        &mut self,
+        file: &Path,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<u64, HostError> {
         self.output_allowed()?;
         let size = std::fs::metadata(file)
             .map_err(|e| HostError::new(ErrorKind::Io, format!("sendfile: {e}")))?
@@ -162,8 +182,18 @@ impl RequestHost for ApacheRequest {
         unsafe {
             let mut fd = std::ptr::null_mut();
             let flags = (ffi::APR_FOPEN_READ | ffi::APR_FOPEN_SENDFILE_ENABLED) as i32;
-            if ffi::apr_file_open(&mut fd, path.as_ptr(), flags, ffi::APR_OS_DEFAULT as i32, (*r).pool) != 0 {
-                return Err(HostError::new(ErrorKind::Io, "sendfile: cannot open the file"));
+            if ffi::apr_file_open(
+                &mut fd,
+                path.as_ptr(),
+                flags,
+                ffi::APR_OS_DEFAULT as i32,
+                (*r).pool,
+            ) != 0
+            {
+                return Err(HostError::new(
+                    ErrorKind::Io,
+                    "sendfile: cannot open the file",
+                ));
             }
             if ffi::ap_rflush(r) < 0 {
                 return Err(io("flushing the response"));
@@ -181,7 +211,7 @@ impl RequestHost for ApacheRequest {
         unsafe { ffi::wasmpy_shim_log_request(self.r, c_int::from(level), msg.as_ptr()) };
     }
 
-    fn table_entries(&mut self, table: Table) -> Result<Vec<(Vec<u8>, Vec<u8>)>, HostError> {
+    fn table_entries(&mut self, table: Table) -> Result<Entries, HostError> {
         // SAFETY: the table belongs to the live request.
         let entries = unsafe { table_entries(self.table(table)) };
         Ok(entries
@@ -200,7 +230,13 @@ impl RequestHost for ApacheRequest {
             .collect())
     }
 
-    fn table_put(&mut self, table: Table, key: &[u8], value: Option<&[u8]>, add: bool) -> Result<(), HostError> {
+    fn table_put(
+        &mut self,
+        table: Table,
+        key: &[u8],
+        value: Option<&[u8]>,
+        add: bool,
+    ) -> Result<(), HostError> {
         let t = self.table(table);
         let key = cstring(key);
         // SAFETY: apr_table_set/add/unset copy key and value into the table's pool.
@@ -236,8 +272,16 @@ impl RequestHost for ApacheRequest {
             Value::Text(t) => Some(t.clone()),
             _ => None,
         };
-        let ptr = |v: &Value| text_value(v).map_or(std::ptr::null_mut(), |t| self.pstr(&t));
-        let r = self.r();
+        let raw = self.r;
+        let pool = self.r().pool;
+        // SAFETY: the pool lives as long as the request; the copy is in it.
+        let ptr = |v: &Value| {
+            text_value(v).map_or(std::ptr::null_mut(), |t| unsafe {
+                pool_str(pool, cstring(t.as_bytes()).as_bytes())
+            })
+        };
+        // SAFETY: r is alive and ours during the call; nothing else borrows it.
+        let r = unsafe { &mut *raw };
         match (name, &value) {
             ("status", Value::Int(code)) => r.status = *code as c_int,
             ("status_line", v) => r.status_line = ptr(v),
@@ -258,7 +302,10 @@ impl RequestHost for ApacheRequest {
             ("no_cache", Value::Flag(b)) => r.no_cache = c_int::from(*b),
             ("mtime", Value::Float(seconds)) => r.mtime = (*seconds * 1e6) as i64,
             _ => {
-                return Err(HostError::new(ErrorKind::Invalid, format!("req.{name} cannot be set so")))
+                return Err(HostError::new(
+                    ErrorKind::Invalid,
+                    format!("req.{name} cannot be set so"),
+                ))
             }
         }
         Ok(())
@@ -287,12 +334,16 @@ impl RequestHost for ApacheRequest {
                     none
                 }
                 "update_mtime" => {
-                    let seconds: f64 = arg(0).parse().map_err(|_| invalid("update_mtime needs seconds"))?;
+                    let seconds: f64 = arg(0)
+                        .parse()
+                        .map_err(|_| invalid("update_mtime needs seconds"))?;
                     ffi::ap_update_mtime(r, (seconds * 1e6) as i64);
                     none
                 }
                 "set_content_length" => {
-                    let n: i64 = arg(0).parse().map_err(|_| invalid("set_content_length needs a length"))?;
+                    let n: i64 = arg(0)
+                        .parse()
+                        .map_err(|_| invalid("set_content_length needs a length"))?;
                     if n < 0 {
                         return Err(invalid("a negative length"));
                     }
@@ -309,13 +360,24 @@ impl RequestHost for ApacheRequest {
                 }
                 "construct_url" => {
                     let uri = self.pstr(arg(0));
-                    Ok(vec![text(ffi::ap_construct_url((*r).pool, uri, r)).to_string()])
+                    Ok(vec![
+                        text(ffi::ap_construct_url((*r).pool, uri, r)).to_string()
+                    ])
                 }
                 "get_remote_host" => {
                     let kind: c_int = arg(0).parse().unwrap_or(0).clamp(0, 3);
                     let mut is_ip = 0;
-                    let host = ffi::ap_get_remote_host((*r).connection, (*r).per_dir_config.cast(), kind, &mut is_ip);
-                    Ok(if host.is_null() { vec![] } else { vec![text(host).to_string()] })
+                    let host = ffi::ap_get_remote_host(
+                        (*r).connection,
+                        (*r).per_dir_config.cast(),
+                        kind,
+                        &mut is_ip,
+                    );
+                    Ok(if host.is_null() {
+                        vec![]
+                    } else {
+                        vec![text(host).to_string()]
+                    })
                 }
                 "add_common_vars" => {
                     ffi::ap_add_common_vars(r);
@@ -352,10 +414,17 @@ impl RequestHost for ApacheRequest {
                 }
                 "exists_config_define" => {
                     let name = cstring(arg(0).as_bytes());
-                    Ok(vec![if ffi::ap_exists_config_define(name.as_ptr()) != 0 { "1" } else { "0" }.to_string()])
+                    Ok(vec![if ffi::ap_exists_config_define(name.as_ptr()) != 0 {
+                        "1"
+                    } else {
+                        "0"
+                    }
+                    .to_string()])
                 }
                 "mpm_query" => {
-                    let code: c_int = arg(0).parse().map_err(|_| invalid("mpm_query needs a code"))?;
+                    let code: c_int = arg(0)
+                        .parse()
+                        .map_err(|_| invalid("mpm_query needs a code"))?;
                     let mut result: c_int = 0;
                     if ffi::ap_mpm_query(code, &mut result) != 0 {
                         return Err(invalid("unknown mpm_query code"));
@@ -390,5 +459,3 @@ unsafe fn bytes(ptr: *const c_char) -> Vec<u8> {
         CStr::from_ptr(ptr).to_bytes().to_vec()
     }
 }
-
-

@@ -36,7 +36,11 @@ const PREFETCH: usize = 64 * 1024;
 /// Check the declared length against `max`, set up body reading (chunked
 /// uploads de-chunked) and read up to [`PREFETCH`] bytes. Returns the bytes
 /// and whether they are the whole body.
-unsafe fn prefetch_body(r: &mut request_rec, body: &mut Body, max: u64) -> Result<(Vec<u8>, bool), c_int> {
+unsafe fn prefetch_body(
+    r: &mut request_rec,
+    body: &mut Body,
+    max: u64,
+) -> Result<(Vec<u8>, bool), c_int> {
     let declared = text(ffi::apr_table_get(r.headers_in, c"Content-Length".as_ptr()));
     if declared.parse::<u64>().is_ok_and(|n| n > max) {
         return Err(ffi::HTTP_REQUEST_ENTITY_TOO_LARGE as c_int);
@@ -69,7 +73,12 @@ unsafe fn prefetch_body(r: &mut request_rec, body: &mut Body, max: u64) -> Resul
 }
 
 /// Build the sandbox request from `r`.
-unsafe fn to_request(r: &request_rec, script_name: &str, body: Vec<u8>, body_complete: bool) -> Request {
+unsafe fn to_request(
+    r: &request_rec,
+    script_name: &str,
+    body: Vec<u8>,
+    body_complete: bool,
+) -> Request {
     let uri = bytes(r.uri);
     let path_info = uri.get(script_name.len()..).unwrap_or_default().to_vec();
     let headers = table_entries(r.headers_in)
@@ -124,7 +133,11 @@ unsafe fn write_response(r: &mut request_rec, response: Response) -> c_int {
             return ffi::OK as c_int;
         }
         if !response.body.is_empty() {
-            ffi::ap_rwrite(response.body.as_ptr().cast(), response.body.len() as c_int, r);
+            ffi::ap_rwrite(
+                response.body.as_ptr().cast(),
+                response.body.len() as c_int,
+                r,
+            );
         }
         return ffi::OK as c_int;
     }

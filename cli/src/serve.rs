@@ -151,9 +151,10 @@ struct Live {
 
 impl Live {
     fn send(&mut self, data: Vec<u8>) -> Result<(), HostError> {
-        let sender = self.sender.as_ref().ok_or_else(|| {
-            HostError::new(ErrorKind::Invalid, "the response was not started")
-        })?;
+        let sender = self
+            .sender
+            .as_ref()
+            .ok_or_else(|| HostError::new(ErrorKind::Invalid, "the response was not started"))?;
         sender
             .send(data)
             .map_err(|_| HostError::new(ErrorKind::Io, "the client went away"))
@@ -201,10 +202,9 @@ impl RequestHost for LiveHandle {
         headers: &[(String, Vec<u8>)],
     ) -> Result<(), HostError> {
         let mut live = self.live();
-        let request = live
-            .request
-            .take()
-            .ok_or_else(|| HostError::new(ErrorKind::Invalid, "the response was already started"))?;
+        let request = live.request.take().ok_or_else(|| {
+            HostError::new(ErrorKind::Invalid, "the response was already started")
+        })?;
         let (sender, receiver) = sync_channel(4);
         let mut response = tiny_http::Response::new(
             status.into(),
@@ -235,7 +235,12 @@ impl RequestHost for LiveHandle {
         self.live().send(data.to_vec())
     }
 
-    fn sendfile(&mut self, file: &Path, offset: u64, length: Option<u64>) -> Result<u64, HostError> {
+    fn sendfile(
+        &mut self,
+        file: &Path,
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<u64, HostError> {
         use std::io::{Seek, SeekFrom};
         let io = |e: std::io::Error| HostError::new(ErrorKind::Io, format!("sendfile: {e}"));
         let mut f = std::fs::File::open(file).map_err(io)?;

@@ -91,7 +91,9 @@ pub(crate) fn record(counters: &Counters, outcome: Outcome) {
 }
 
 /// The outcome a guest-reported failure stands for.
-pub(crate) fn failure_outcome(failure: Option<bindings::wasmpy::gateway::types::Failure>) -> Outcome {
+pub(crate) fn failure_outcome(
+    failure: Option<bindings::wasmpy::gateway::types::Failure>,
+) -> Outcome {
     use bindings::wasmpy::gateway::types::Failure;
     match failure {
         None => Outcome::Ok,
@@ -193,7 +195,10 @@ impl Inner {
         let outcome = failure_outcome(answer.failure);
         if !answer.streamed {
             if let Err(problem) = http::check_response(answer.status, &answer.headers) {
-                self.log(&pool.tenant.name, &format!("mod_wasmpy: invalid response: {problem}"));
+                self.log(
+                    &pool.tenant.name,
+                    &format!("mod_wasmpy: invalid response: {problem}"),
+                );
                 return Response::error(Outcome::InvalidResponse);
             }
         }
@@ -209,12 +214,22 @@ impl Inner {
     /// Run `call` on the slot's instance (creating one if it has none) with
     /// `active` attached, bounded by the tenant's request timeout. A failed
     /// instance is dropped; a healthy one stays in the slot.
-    pub(crate) fn run(&self, slot: &mut Slot, active: Option<ActiveRequest>, call: Call<'_>) -> Ran {
+    pub(crate) fn run(
+        &self,
+        slot: &mut Slot,
+        active: Option<ActiveRequest>,
+        call: Call<'_>,
+    ) -> Ran {
         let _tokio = self.tokio.enter();
         block_on(self.run_async(slot, active, call))
     }
 
-    async fn run_async(&self, slot: &mut Slot, active: Option<ActiveRequest>, call: Call<'_>) -> Ran {
+    async fn run_async(
+        &self,
+        slot: &mut Slot,
+        active: Option<ActiveRequest>,
+        call: Call<'_>,
+    ) -> Ran {
         let pool = Arc::clone(&slot.pool);
         let name = &pool.tenant.name;
         let mut instance = match slot.instance.take() {
@@ -264,8 +279,9 @@ impl Inner {
         let state = instance.store.data_mut();
         state.clock.finish();
         let active = state.request.take();
-        let (too_large, started, needs_end) =
-            active.map_or((false, false, false), |a| (a.too_large, a.started, a.needs_end));
+        let (too_large, started, needs_end) = active.map_or((false, false, false), |a| {
+            (a.too_large, a.started, a.needs_end)
+        });
         instance.flush_log(&self.log_sink, name);
         instance.last_used = Instant::now();
         let failed = |outcome| Ran {

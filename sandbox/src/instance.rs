@@ -12,8 +12,8 @@ use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 use crate::bindings::Gateway;
-use crate::host::HostState;
 use crate::clock::RequestClock;
+use crate::host::HostState;
 use crate::logpipe::LogPipe;
 use crate::runtime::Runtime;
 use crate::LogSink;
@@ -208,7 +208,10 @@ impl Instance {
             .await
             .map_err(|e| CreateError::Host(format!("cannot instantiate the runtime: {e:#}")))?;
         let env: Vec<(String, String)> = policy.env.clone();
-        let entry = tenant.wsgi_entry().map(ToString::to_string).unwrap_or_default();
+        let entry = tenant
+            .wsgi_entry()
+            .map(ToString::to_string)
+            .unwrap_or_default();
         let loaded = gateway.call_load(&mut store, &entry, &env).await;
         store.data_mut().clock.finish();
         let loaded = loaded.map_err(|e| {

@@ -41,11 +41,10 @@ use instance::{GlobalUsage, Instance};
 use pool::Pool;
 
 pub use api::{
-    Handler, Outcome, PhaseCall, PhaseOutcome, Request, Response, TenantStats, DECLINED, DONE,
-    OK,
+    Handler, Outcome, PhaseCall, PhaseOutcome, Request, Response, TenantStats, DECLINED, DONE, OK,
 };
 pub use host::grants::{Grants, PathRefused};
-pub use host::request::{Detached, ErrorKind, HostError, RequestHost, Table, Value};
+pub use host::request::{Detached, Entries, ErrorKind, HostError, RequestHost, Table, Value};
 pub use session::Session;
 
 /// Granularity of request deadlines: the epoch ticker's period.
@@ -83,7 +82,6 @@ impl SandboxError {
     }
 }
 
-
 /// Where tenant output (stdout, stderr, tracebacks) goes: `(tenant, line)`.
 pub type LogSink = Arc<dyn Fn(&str, &str) + Send + Sync>;
 
@@ -99,7 +97,6 @@ pub struct SandboxConfig {
     /// Receiver of tenant output; `None` logs through `tracing`.
     pub log_sink: Option<LogSink>,
 }
-
 
 struct Inner {
     runtime: runtime::Runtime,
@@ -377,8 +374,7 @@ impl Inner {
                 // Warm the new generation before it takes requests: no request
                 // pays its cold start, and code that does not import never serves.
                 let _tokio = self.tokio.enter();
-                let instance = block_on::block_on(self.create(&next))
-                    .map_err(|(_, why)| why)?;
+                let instance = block_on::block_on(self.create(&next)).map_err(|(_, why)| why)?;
                 next.add_idle(instance);
                 Ok(next)
             });

@@ -57,7 +57,11 @@ impl Session {
     /// Run one phase's handlers with `host` as the live request. A failed
     /// instance (trap, deadline, memory) answers 500 (504 for the
     /// deadline) and every later phase of the request is DECLINED.
-    pub fn run_phase(&mut self, call: &PhaseCall, host: Box<dyn RequestHost + Send>) -> PhaseOutcome {
+    pub fn run_phase(
+        &mut self,
+        call: &PhaseCall,
+        host: Box<dyn RequestHost + Send>,
+    ) -> PhaseOutcome {
         if self.broken {
             return PhaseOutcome {
                 status: DECLINED,

@@ -160,7 +160,9 @@ mod tests {
         let (specs, exts) = parse_handler_list("a b.c::obj.meth | .py .psp").unwrap();
         assert_eq!(specs, ["a", "b.c::obj.meth"]);
         assert_eq!(exts, [".py", ".psp"]);
-        for bad in ["", "| .py", "a::", "1a", "a b;rm", "a | py", "a::b-c", "a | ./"] {
+        for bad in [
+            "", "| .py", "a::", "1a", "a b;rm", "a | py", "a::b-c", "a | ./",
+        ] {
             assert!(parse_handler_list(bad).is_err(), "{bad:?}");
         }
     }

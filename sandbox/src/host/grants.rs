@@ -108,10 +108,20 @@ mod tests {
     #[test]
     fn maps_inside_and_refuses_outside() {
         let g = grants(Path::new("/t/app"));
-        assert_eq!(g.to_host("/app/a/b.py").unwrap(), Path::new("/t/app/a/b.py"));
+        assert_eq!(
+            g.to_host("/app/a/b.py").unwrap(),
+            Path::new("/t/app/a/b.py")
+        );
         assert_eq!(g.to_host("/app").unwrap(), Path::new("/t/app"));
         assert_eq!(g.to_host("/data/x/f").unwrap(), Path::new("/srv/x/f"));
-        for bad in ["/etc/passwd", "/application", "app/x", "/app/../etc", "/app/a\0", ""] {
+        for bad in [
+            "/etc/passwd",
+            "/application",
+            "app/x",
+            "/app/../etc",
+            "/app/a\0",
+            "",
+        ] {
             assert!(g.to_host(bad).is_err(), "{bad:?}");
         }
         assert_eq!(

@@ -87,6 +87,9 @@ impl Table {
     }
 }
 
+/// The entries of a table: (key, value) bytes, in order.
+pub type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// A field value of a request.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
@@ -113,8 +116,11 @@ pub trait RequestHost {
     /// Up to `max` bytes of the body; empty at its end.
     fn read(&mut self, max: usize) -> Result<Vec<u8>, HostError>;
     /// Send the status and headers (checked by [`crate::http::check_response`]).
-    fn start_response(&mut self, status: u16, headers: &[(String, Vec<u8>)])
-        -> Result<(), HostError>;
+    fn start_response(
+        &mut self,
+        status: u16,
+        headers: &[(String, Vec<u8>)],
+    ) -> Result<(), HostError>;
     /// Send body bytes (after the headers), flushing them if asked.
     fn write(&mut self, data: &[u8], flush: bool) -> Result<(), HostError>;
     /// Send part of a file by the host; returns the bytes sent.
@@ -124,7 +130,7 @@ pub trait RequestHost {
     fn log(&mut self, level: u8, line: &str);
 
     /// Every entry of `table`.
-    fn table_entries(&mut self, table: Table) -> Result<Vec<(Vec<u8>, Vec<u8>)>, HostError> {
+    fn table_entries(&mut self, table: Table) -> Result<Entries, HostError> {
         let _ = table;
         Err(HostError::unsupported("request tables"))
     }
@@ -283,8 +289,18 @@ impl ActiveRequest {
 
     /// Count what a table write costs Apache's request pool: every byte,
     /// and an entry unless it replaces a key this request already set.
-    fn count_table_text(&mut self, table: Table, key: &str, bytes: usize, add: bool) -> Result<(), HostError> {
-        if add || self.keys_set.insert((table as u8, key.to_ascii_lowercase())) {
+    fn count_table_text(
+        &mut self,
+        table: Table,
+        key: &str,
+        bytes: usize,
+        add: bool,
+    ) -> Result<(), HostError> {
+        if add
+            || self
+                .keys_set
+                .insert((table as u8, key.to_ascii_lowercase()))
+        {
             self.table_entries += 1;
         }
         self.table_bytes += bytes;
@@ -333,9 +349,7 @@ fn check_text(what: &str, text: &str) -> Result<(), HostError> {
         ));
     }
     if text.contains(['\r', '\n', '\0']) {
-        return Err(HostError::invalid(format!(
-            "{what} contains CR, LF or NUL"
-        )));
+        return Err(HostError::invalid(format!("{what} contains CR, LF or NUL")));
     }
     Ok(())
 }
@@ -433,7 +447,12 @@ impl HostState {
         Ok(chunk)
     }
 
-    fn start(&mut self, id: u64, status: u16, headers: &[(String, Vec<u8>)]) -> Result<(), HostError> {
+    fn start(
+        &mut self,
+        id: u64,
+        status: u16,
+        headers: &[(String, Vec<u8>)],
+    ) -> Result<(), HostError> {
         let active = self.active(id)?;
         if active.started {
             return Err(HostError::invalid("the response headers were already sent"));
@@ -487,9 +506,10 @@ impl HostState {
                 Value::Text(text)
             }
             (Kind::Path, Value::Text(path)) => {
-                let host = active.grants.to_host(&path).map_err(|e| {
-                    HostError::new(ErrorKind::Denied, format!("req.{name}: {e}"))
-                })?;
+                let host = active
+                    .grants
+                    .to_host(&path)
+                    .map_err(|e| HostError::new(ErrorKind::Denied, format!("req.{name}: {e}")))?;
                 // An existing file must not lead out through a symlink.
                 if host.exists() {
                     active.grants.to_host_existing(&path).map_err(|e| {
@@ -510,7 +530,12 @@ impl HostState {
         active.host.set_field(name, value)
     }
 
-    fn checked_call(&mut self, id: u64, op: &str, args: &[String]) -> Result<Vec<String>, HostError> {
+    fn checked_call(
+        &mut self,
+        id: u64,
+        op: &str,
+        args: &[String],
+    ) -> Result<Vec<String>, HostError> {
         let active = self.active(id)?;
         if !OPERATIONS.contains(&op) {
             return Err(HostError::unsupported(&format!(
@@ -524,7 +549,7 @@ impl HostState {
         for arg in args {
             check_text("an argument", arg)?;
         }
- if op == "register_cleanup" {
+        if op == "register_cleanup" {
             active.needs_end = true;
             return Ok(Vec::new());
         }
@@ -589,7 +614,11 @@ impl wit::Host for HostState {
         Ok(active.host.sendfile(&file, offset, length)?)
     }
 
-    fn table_entries(&mut self, id: u64, table: wit_types::TableKind) -> WitResult<Vec<(String, String)>> {
+    fn table_entries(
+        &mut self,
+        id: u64,
+        table: wit_types::TableKind,
+    ) -> WitResult<Vec<(String, String)>> {
         let active = self.active(id)?;
         let entries = active.host.table_entries(table.into())?;
         Ok(entries
@@ -598,18 +627,35 @@ impl wit::Host for HostState {
             .collect())
     }
 
-    fn table_get(&mut self, id: u64, table: wit_types::TableKind, key: String) -> WitResult<Vec<String>> {
+    fn table_get(
+        &mut self,
+        id: u64,
+        table: wit_types::TableKind,
+        key: String,
+    ) -> WitResult<Vec<String>> {
         let active = self.active(id)?;
         check_text("a table key", &key)?;
         let values = active.host.table_get(table.into(), &to_bytes(&key))?;
         Ok(values.iter().map(|v| to_text(v)).collect())
     }
 
-    fn table_set(&mut self, id: u64, table: wit_types::TableKind, key: String, value: String) -> WitResult<()> {
+    fn table_set(
+        &mut self,
+        id: u64,
+        table: wit_types::TableKind,
+        key: String,
+        value: String,
+    ) -> WitResult<()> {
         Ok(self.put(id, table.into(), &key, Some(&value), false)?)
     }
 
-    fn table_add(&mut self, id: u64, table: wit_types::TableKind, key: String, value: String) -> WitResult<()> {
+    fn table_add(
+        &mut self,
+        id: u64,
+        table: wit_types::TableKind,
+        key: String,
+        value: String,
+    ) -> WitResult<()> {
         Ok(self.put(id, table.into(), &key, Some(&value), true)?)
     }
 
