@@ -25,6 +25,11 @@ enum Flavour {
     ModPython,
 }
 
+/// mod_python checks a module's mtime at most once a second (apache.py's
+/// `__mtime_check__`): after this long without a request, the next one
+/// sees an edit.
+const AUTORELOAD_CHECK: Duration = Duration::from_millis(1200);
+
 /// Basic credentials.
 const ALICE: &str = "Basic YWxpY2U6c2VjcmV0"; // alice:secret
 const BOB: &str = "Basic Ym9iOnNlY3JldA=="; // bob:secret
@@ -806,9 +811,14 @@ fn reference_mod_python_meets_the_expectations() {
     }
     let (scratch, tenant) = tenants("reference");
     let server = ModPython::start(&scratch.0, &site_conf(&tenant, Flavour::ModPython, true));
-    let failures = expectations(server.port, &tenant, Flavour::ModPython, &|| {
+    let mut failures = expectations(server.port, &tenant, Flavour::ModPython, &|| {
         server.error_log()
     });
+    // (PythonAutoReload is not compared: Debian's mod_python 3.5 checks the
+    // mtime at most once a second, then calls importlib.import_module on a
+    // module already in sys.modules, which returns the old module: it
+    // never reloads. mod_wasmpy is held to the documented behaviour in
+    // hostile_handlers_are_refused_and_autoreload_swaps_code.)
     assert!(
         failures.is_empty(),
         "{}\n--- error log:\n{}",
@@ -1166,41 +1176,51 @@ fn hostile_handlers_are_refused_and_autoreload_swaps_code() {
     let reply = get(port, "/py/hostile/keep");
     check("serves after all", reply.status == 200, reply.text());
 
-    // PythonAutoReload On: the next request after an edit runs the new
-    // code; no request fails meanwhile.
+    // PythonAutoReload On: an edit under load is picked up within about a
+    // second (mod_python checks mtimes at most once a second) and no
+    // request fails meanwhile.
     let reply = get(port, "/py/reload");
     check(
         "reload v1",
         reply.text() == "version 1",
         format!("{} {}", reply.status, reply.text()),
     );
+    let module = tenant.join("app/reloaded.py");
+    let edit = |from: &str, to: &str| {
+        let source = std::fs::read_to_string(&module).unwrap();
+        std::fs::write(&module, source.replace(from, to)).unwrap();
+    };
     let load = Load::start(port, "/py/reload", 2);
     while load.elapsed() < Duration::from_millis(500) {
         std::thread::sleep(Duration::from_millis(20));
     }
-    let module = tenant.join("app/reloaded.py");
-    let source = std::fs::read_to_string(&module).unwrap();
-    std::fs::write(&module, source.replace("version 1", "version 2")).unwrap();
-    let next = get(port, "/py/reload");
+    edit("version 1", "version 2");
     let swapped_at = load.elapsed();
+    let live = poll_quietly(Duration::from_secs(3), || {
+        (get(port, "/py/reload").text() == "version 2").then(|| load.elapsed() - swapped_at)
+    });
     let seen = load.finish();
     let bad: Vec<_> = seen
         .iter()
         .filter(|(_, s, b)| *s != 200 || (b != "version 1" && b != "version 2"))
         .collect();
-    let late_v1: Vec<_> = seen
+    let late_v1 = seen
         .iter()
-        .filter(|(t, _, b)| *t > swapped_at + Duration::from_millis(200) && b == "version 1")
-        .collect();
+        .filter(|(t, _, b)| *t > swapped_at + Duration::from_millis(1500) && b == "version 1")
+        .count();
     check(
-        "autoreload",
-        next.text() == "version 2" && bad.is_empty() && late_v1.is_empty(),
-        format!(
-            "next request: {} {:?}; failed: {bad:?}; version 1 after the swap: {}",
-            next.status,
-            next.text(),
-            late_v1.len()
-        ),
+        "autoreload under load",
+        live.is_some_and(|d| d < Duration::from_millis(1500)) && bad.is_empty() && late_v1 == 0,
+        format!("version 2 after {live:?}; failed: {bad:?}; version 1 later than 1.5 s: {late_v1}"),
+    );
+    // After a quiet second, the very next request runs the edited code.
+    std::thread::sleep(AUTORELOAD_CHECK);
+    edit("version 2", "version 3");
+    let next = get(port, "/py/reload");
+    check(
+        "autoreload next request",
+        next.status == 200 && next.text() == "version 3",
+        format!("{} {:?}", next.status, next.text()),
     );
     neighbour_answers(port, 2);
     assert!(
