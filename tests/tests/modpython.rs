@@ -811,7 +811,7 @@ fn reference_mod_python_meets_the_expectations() {
     }
     let (scratch, tenant) = tenants("reference");
     let server = ModPython::start(&scratch.0, &site_conf(&tenant, Flavour::ModPython, true));
-    let mut failures = expectations(server.port, &tenant, Flavour::ModPython, &|| {
+    let failures = expectations(server.port, &tenant, Flavour::ModPython, &|| {
         server.error_log()
     });
     // (PythonAutoReload is not compared: Debian's mod_python 3.5 checks the
