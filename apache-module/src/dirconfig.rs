@@ -49,6 +49,8 @@ pub struct Declared {
     pub handler: Handler,
     /// Declared inside a directory scope (matters for `PythonInitHandler`).
     pub in_directory: bool,
+    /// The path of the section it was declared in (`PythonInterpPerDirective`).
+    pub section: Option<String>,
 }
 
 /// The directives of one scope, or the merge of several.

@@ -129,7 +129,8 @@ pub unsafe extern "C" fn wasmpy_cmd_python_handler(
     let phase = (*cmd).info as usize;
     let name = PHASES.get(phase).copied().unwrap_or("PythonHandler");
     let args = text(args).to_string();
-    let in_directory = section(cmd).is_some();
+    let section_path = section(cmd);
+    let in_directory = section_path.is_some();
     python_directive(cmd, cfg, name, |cfg| {
         let (specs, extensions) = parse_handlers(&args).map_err(|e| format!("{name}: {e}"))?;
         let directory = handler_directory(cmd, cfg);
@@ -143,6 +144,7 @@ pub unsafe extern "C" fn wasmpy_cmd_python_handler(
                     silent: false,
                 },
                 in_directory,
+                section: section_path.clone(),
             });
         }
         Ok(())
@@ -158,7 +160,8 @@ pub unsafe extern "C" fn wasmpy_cmd_python_handler_module(
     module: *const c_char,
 ) -> *const c_char {
     let module = text(module).to_string();
-    let in_directory = section(cmd).is_some();
+    let section_path = section(cmd);
+    let in_directory = section_path.is_some();
     python_directive(cmd, cfg, "PythonHandlerModule", |cfg| {
         parse_handlers(&module).map_err(|e| format!("PythonHandlerModule: {e}"))?;
         let directory = handler_directory(cmd, cfg);
@@ -171,6 +174,7 @@ pub unsafe extern "C" fn wasmpy_cmd_python_handler_module(
                     silent: true,
                 },
                 in_directory,
+                section: section_path.clone(),
             });
         }
         Ok(())

@@ -97,21 +97,34 @@ fn handlers(
         .collect()
 }
 
-/// The interpreter name mod_python would use (within the tenant).
-unsafe fn interpreter(r: *mut request_rec, cfg: &DirConfig, handlers: &[Handler]) -> String {
+/// `path` as the tenant sees it: under `/app` when inside its `app/`.
+fn guest_view(tenant: &str, path: &str) -> String {
+    let config = config();
+    let app = config.tenants.get(tenant).map(|t| t.app_dir.to_string_lossy().into_owned());
+    match app.as_deref().and_then(|app| wasmpy_sandbox::http::below(path, app)) {
+        Some("") => "/app/".to_string(),
+        Some(rest) => format!("/app/{rest}"),
+        None => path.to_string(),
+    }
+}
+
+/// The interpreter name mod_python would use (names select within the
+/// tenant only: every name runs in the tenant's own sandbox).
+unsafe fn interpreter(r: *mut request_rec, cfg: &DirConfig, phase: usize, tenant: &str) -> String {
     if let Some(name) = cfg.value("PythonInterpreter") {
         return name.to_string();
     }
     match cfg.interp_per {
         Some("PythonInterpPerDirectory") => {
             let file = text((*r).filename);
-            file.rsplit_once('/')
-                .map_or(String::new(), |(dir, _)| format!("{dir}/"))
+            let dir = file.rsplit_once('/').map_or("", |(dir, _)| dir);
+            guest_view(tenant, &format!("{dir}/"))
         }
-        Some(_) => handlers
+        Some(_) => cfg
+            .handlers_of(phase)
             .first()
-            .and_then(|h| h.directory.as_ref())
-            .map_or(String::new(), |d| format!("{}/", d.display())),
+            .and_then(|d| d.section.as_deref())
+            .map_or(String::new(), |section| guest_view(tenant, section)),
         None => text((*(*r).server).server_hostname).to_string(),
     }
 }
@@ -164,7 +177,7 @@ unsafe fn run(r: *mut request_rec, phase: usize, cfg: &DirConfig, handlers: Vec<
     }
     let call = PhaseCall {
         phase: PHASES[phase].to_string(),
-        interpreter: interpreter(r, cfg, &handlers),
+        interpreter: interpreter(r, cfg, phase, &tenant),
         handlers,
         options: cfg.option_table(),
         config: cfg.config_table(),

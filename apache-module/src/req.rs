@@ -18,6 +18,30 @@ use crate::{pool_str, text};
 pub struct Body {
     /// `None`: not set up yet; `Some(false)`: no body to read.
     pub readable: Option<bool>,
+    /// Bytes read so far.
+    pub total: u64,
+    /// The end of the body was reached.
+    pub done: bool,
+}
+
+impl Body {
+    /// Read and drop the rest of the body, up to `limit` bytes in all;
+    /// returns whether the body fits in `limit`.
+    pub unsafe fn drain_within(&mut self, r: *mut request_rec, limit: u64) -> bool {
+        if self.done || self.readable != Some(true) {
+            return true;
+        }
+        let mut buf = vec![0u8; 64 * 1024];
+        while self.total <= limit {
+            let n = ffi::ap_get_client_block(r, buf.as_mut_ptr().cast(), buf.len() as _);
+            if n <= 0 {
+                self.done = true;
+                return true;
+            }
+            self.total += n as u64;
+        }
+        false
+    }
 }
 
 /// A request seen by a guest during one phase (or one WSGI call).
@@ -124,7 +148,7 @@ impl RequestHost for ApacheRequest {
                 readable
             },
         };
-        if !readable {
+        if !readable || body.done {
             return Ok(Vec::new());
         }
         let mut buf = vec![0u8; max];
@@ -134,6 +158,8 @@ impl RequestHost for ApacheRequest {
             return Err(io("reading the request body"));
         }
         buf.truncate(n as usize);
+        body.total += n as u64;
+        body.done = n == 0;
         Ok(buf)
     }
 
@@ -385,6 +411,8 @@ impl RequestHost for ApacheRequest {
                 }
                 "add_cgi_vars" => {
                     ffi::ap_add_cgi_vars(r);
+                    // As mod_python 3.5 shows it: the path, without the query.
+                    ffi::apr_table_set((*r).subprocess_env, c"REQUEST_URI".as_ptr(), (*r).uri);
                     none
                 }
                 "allow_methods" => {

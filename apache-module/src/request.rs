@@ -53,13 +53,18 @@ unsafe fn prefetch_body(
     body.readable = Some(readable);
     let mut data = Vec::new();
     if !readable {
+        body.done = true;
         return Ok((data, true));
     }
     let mut chunk = vec![0u8; READ_CHUNK];
     while data.len() < PREFETCH {
         let n = ffi::ap_get_client_block(r, chunk.as_mut_ptr().cast(), chunk.len() as _);
+        body.total = data.len() as u64 + n.max(0) as u64;
         match n {
-            0 => return Ok((data, true)),
+            0 => {
+                body.done = true;
+                return Ok((data, true));
+            }
             n if n < 0 => return Err(ffi::HTTP_BAD_REQUEST as c_int),
             n => {
                 data.extend_from_slice(&chunk[..n as usize]);
@@ -188,6 +193,11 @@ pub unsafe fn serve(r: &mut request_rec) -> Result<c_int, String> {
     let request = to_request(r, &script_name, body, complete);
     let host = ApacheRequest::new(r, &mut body_state, std::ptr::null_mut(), false);
     let response = sandbox.dispatch(&tenant, request, Box::new(host));
+    // A body the application left unread still may not cross max_body: it
+    // is read (and dropped) up to the limit, as Apache would discard it.
+    if !response.streamed && !body_state.drain_within(r, max_body) {
+        return Ok(ffi::HTTP_REQUEST_ENTITY_TOO_LARGE as c_int);
+    }
     if response.outcome != Outcome::Ok {
         let msg = CString::new(format!(
             "mod_wasmpy: [tenant {tenant}] {} {}: {:?} -> {}",

@@ -22,6 +22,9 @@ pub(crate) struct RequestClock {
     deadline: Instant,
     /// CPU time of the running thread when the request started.
     cpu_at_start: Duration,
+    /// Whether a long run demotes the thread (not while an instance imports
+    /// its code: that cost is the tenant's cold start, not a hog).
+    may_demote: bool,
     demoted: Option<(libc::pid_t, i32)>,
 }
 
@@ -42,16 +45,20 @@ impl RequestClock {
         RequestClock {
             deadline: Instant::now(),
             cpu_at_start: Duration::ZERO,
+            may_demote: false,
             demoted: None,
         }
     }
 
     /// A request starts; returns the epoch ticks until the first check. A
     /// `penalized` tenant (one that recently ran into its deadline) is
-    /// demoted from the start.
-    pub fn start(&mut self, timeout: Duration, penalized: bool) -> u64 {
+    /// demoted from the start; otherwise a request that uses
+    /// [`DEMOTE_AFTER`] of CPU is, if `may_demote` (false while a new
+    /// instance imports the tenant's code, and for its first request).
+    pub fn start(&mut self, timeout: Duration, penalized: bool, may_demote: bool) -> u64 {
         self.deadline = Instant::now() + timeout;
         self.cpu_at_start = thread_cpu_time();
+        self.may_demote = may_demote || penalized;
         self.finish();
         if penalized {
             self.demote();
@@ -82,7 +89,7 @@ impl RequestClock {
         }
         // CPU time, not wall time: a request that waited for a CPU under
         // load has not taken anything from the others.
-        if thread_cpu_time().saturating_sub(self.cpu_at_start) >= DEMOTE_AFTER {
+        if self.may_demote && thread_cpu_time().saturating_sub(self.cpu_at_start) >= DEMOTE_AFTER {
             self.demote();
         }
         UpdateDeadline::Continue(1)

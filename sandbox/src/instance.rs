@@ -200,7 +200,7 @@ impl Instance {
         let first_check = store
             .data_mut()
             .clock
-            .start(policy.limits.request_timeout, penalized);
+            .start(policy.limits.request_timeout, penalized, false);
         store.set_epoch_deadline(first_check);
         let gateway = runtime
             .pre

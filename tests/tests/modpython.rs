@@ -914,12 +914,12 @@ fn configtest_names_file_and_line_of_unbound_directives_and_bad_tenants() {
             "line 2 of ",
         ),
         (
-            "PythonHandler before the WasmPyTenant of its scope",
+            "PythonHandler in a section beside (not inside) the one WasmPyTenant binds",
             format!(
-                "<Location /late>\n    PythonHandler phases\n    WasmPyTenant \"{}\"\n</Location>\n",
+                "<Location /bound>\n    WasmPyTenant \"{}\"\n</Location>\n<Location /beside>\n    PythonHandler phases\n</Location>\n",
                 tenant.display()
             ),
-            "line 2 of ",
+            "line 5 of ",
         ),
         (
             "WasmPyTenant naming no directory",

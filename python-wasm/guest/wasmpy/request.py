@@ -551,7 +551,8 @@ class Request:
                 value = float(value)
             _host.set_field(self._wp_id_checked(), name, value)
             if self._wp_fields is not None:
-                self._wp_fields[name] = value
+                # mod_python shows request_rec's int members as ints.
+                self._wp_fields[name] = int(value) if name == "no_cache" else value
             if name == "content_type":
                 self.__dict__["_wp_ctype_set"] = 1
             if name == "filename":
