@@ -145,12 +145,15 @@ impl Drop for Process {
 
 /// Wait until something accepts connections on `port`.
 pub fn wait_for_port(port: u16, timeout: Duration) {
+    wait_until_listening(port, timeout, || format!("nothing listens on port {port}"));
+}
+
+/// Wait until something accepts connections on `port`, or fail with
+/// `failure()` (the server's output and logs) after `timeout`.
+pub fn wait_until_listening(port: u16, timeout: Duration, failure: impl Fn() -> String) {
     let started = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < timeout,
-            "nothing listens on port {port}"
-        );
+        assert!(started.elapsed() < timeout, "{}", failure());
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -363,16 +366,13 @@ impl Apache {
             port,
             run_dir,
         };
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
+        wait_until_listening(port, Duration::from_secs(60), || {
+            format!(
                 "Apache did not start:\n{}\n{}",
                 apache.process.log_text(),
                 apache.error_log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            )
+        });
         apache
     }
 
@@ -643,16 +643,13 @@ MaxSpareThreads 16
             port,
             run_dir,
         };
-        let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
+        wait_until_listening(port, Duration::from_secs(30), || {
+            format!(
                 "mod_python's Apache did not start:\n{}\n{}",
                 server.process.log_text(),
                 server.error_log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+            )
+        });
         server
     }
 
