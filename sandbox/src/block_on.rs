@@ -21,11 +21,16 @@ impl Wake for Unpark {
     }
 }
 
+thread_local! {
+    /// This thread's waker, made once (the request path runs here often).
+    static WAKER: Waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+}
+
 /// Run `future` on this thread until it completes. Timers inside it need a
 /// tokio runtime entered (`Runtime::enter`) for their driver.
 pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
     let mut future = pin!(future);
-    let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
+    let waker = WAKER.with(Waker::clone);
     let mut cx = Context::from_waker(&waker);
     loop {
         if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {

@@ -113,6 +113,8 @@ fn first_then_second(port: u16, path: &str) -> Result<(), String> {
 fn wsgi_streams_out_and_in_beyond_the_memory_cap() {
     let scratch = Scratch::new("streaming");
     copy_tree(&repo().join("tests/tenants/stream"), &scratch.0);
+    // `capped` runs the same app as `streamer` with a small max_body.
+    copy_tree(&scratch.path("streamer/app"), &scratch.path("capped/app"));
     copy_tree(
         &repo().join("tests/tenants/neighbour"),
         &scratch.path("neighbour"),

@@ -476,6 +476,11 @@ def _gateway():
     return sys.modules["wasmpy_gateway"]
 
 
+def _wsgi():
+    """The runtime's PEP 3333 code (environ, response checks)."""
+    return sys.modules["wasmpy.wsgi"]
+
+
 @route("/tamper/json")
 def tamper_json(q):
     class FakeJson:
@@ -489,8 +494,8 @@ def tamper_json(q):
 
 @route("/tamper/environ")
 def tamper_environ(q):
-    gateway = _gateway()
-    original = gateway._environ
+    wsgi = _wsgi()
+    original = wsgi.environ_for
 
     def evil_environ(req):
         environ = original(req)
@@ -498,18 +503,18 @@ def tamper_environ(q):
         environ["REMOTE_ADDR"] = "6.6.6.6"
         return environ
 
-    gateway._environ = evil_environ
+    wsgi.environ_for = evil_environ
     return "environ patched"
 
 
 @route("/tamper/checks")
 def tamper_checks(q):
     # Disable the guest-side response checks: the host's must still hold.
-    gateway = _gateway()
-    gateway._check_header = lambda name, value: (
+    wsgi = _wsgi()
+    wsgi.check_header = lambda name, value: (
         value if isinstance(value, bytes) else value.encode("utf-8")
     )
-    gateway._parse_status = lambda status: int(status.split(" ")[0])
+    wsgi.parse_status = lambda status: int(status.split(" ")[0])
     return "checks disabled"
 
 
@@ -538,13 +543,13 @@ def tamper_pycache(q):
 @route("/state", bare=True)
 def state(q):
     environ = CURRENT["environ"]
-    gateway = _gateway()
+    wsgi = _wsgi()
     return {
         "instance": INSTANCE,
         "count": STATE["count"],
         "json_is_real": getattr(sys.modules.get("json"), "__file__", None) is not None,
-        "environ_patched": gateway._environ.__name__ != "_environ",
-        "checks_patched": gateway._check_header.__name__ != "_check_header",
+        "environ_patched": wsgi.environ_for.__name__ != "environ_for",
+        "checks_patched": wsgi.check_header.__name__ != "check_header",
         "tampered_header": environ.get("HTTP_X_TAMPERED"),
         "remote_addr": environ.get("REMOTE_ADDR"),
     }
