@@ -100,8 +100,14 @@ fn handlers(
 /// `path` as the tenant sees it: under `/app` when inside its `app/`.
 fn guest_view(tenant: &str, path: &str) -> String {
     let config = config();
-    let app = config.tenants.get(tenant).map(|t| t.app_dir.to_string_lossy().into_owned());
-    match app.as_deref().and_then(|app| wasmpy_sandbox::http::below(path, app)) {
+    let app = config
+        .tenants
+        .get(tenant)
+        .map(|t| t.app_dir.to_string_lossy().into_owned());
+    match app
+        .as_deref()
+        .and_then(|app| wasmpy_sandbox::http::below(path, app))
+    {
         Some("") => "/app/".to_string(),
         Some(rest) => format!("/app/{rest}"),
         None => path.to_string(),

@@ -54,7 +54,7 @@ impl RequestClock {
     /// `penalized` tenant (one that recently ran into its deadline) is
     /// demoted from the start; otherwise a request that uses
     /// [`DEMOTE_AFTER`] of CPU is, if `may_demote` (false while a new
-    /// instance imports the tenant's code, and for its first request).
+    /// instance imports the tenant's code).
     pub fn start(&mut self, timeout: Duration, penalized: bool, may_demote: bool) -> u64 {
         self.deadline = Instant::now() + timeout;
         self.cpu_at_start = thread_cpu_time();

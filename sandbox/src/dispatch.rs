@@ -251,11 +251,7 @@ impl Inner {
         };
         let timeout = pool.tenant.policy.limits.request_timeout;
         let state = instance.store.data_mut();
-        // An instance's first request imports the tenant's handlers: its cold
-        // start, not a hog, so it is not demoted.
-        let first_check = state
-            .clock
-            .start(timeout, pool.penalized(), instance.requests > 0);
+        let first_check = state.clock.start(timeout, pool.penalized(), true);
         state.limiter.refused = false;
         state.request = active;
         instance.store.set_epoch_deadline(first_check);

@@ -197,10 +197,11 @@ impl Instance {
         store.limiter(|state| &mut state.limiter);
         store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().clock.on_tick()));
         // Importing the application is bounded by the request deadline too.
-        let first_check = store
-            .data_mut()
-            .clock
-            .start(policy.limits.request_timeout, penalized, false);
+        let first_check =
+            store
+                .data_mut()
+                .clock
+                .start(policy.limits.request_timeout, penalized, false);
         store.set_epoch_deadline(first_check);
         let gateway = runtime
             .pre

@@ -365,6 +365,7 @@ def run(app, req):
     """
     call = Call(req.id)
     result = app(environ_for(req), call.start_response)
+    close_failed = False
     try:
         kind = type(result)
         if (kind is list or kind is tuple) and not call.wrote:
@@ -395,6 +396,10 @@ def run(app, req):
                 if not call.started:
                     raise
                 _log_traceback("mod_wasmpy: exception in close() of the response")
+                close_failed = True
+    if close_failed:
+        # The response is on the wire: the host cuts it short.
+        raise StreamFailure(call.status, "exception")
     if call.status is None:
         raise AssertionError("the application returned without calling start_response()")
     if not call.started:
