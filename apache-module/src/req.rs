@@ -59,6 +59,20 @@ pub struct ApacheRequest {
 // alive; the value is moved into the instance's store only for that call.
 unsafe impl Send for ApacheRequest {}
 
+/// Content handlers a guest may choose with `req.handler`: mod_python's own
+/// and Apache's default (it serves `r->filename`, which is kept inside the
+/// tenant's grants). Any other module's handler (a proxy, the status page,
+/// the WSGI handler of another tenant) is not the tenant's to invoke.
+const GUEST_HANDLERS: [&str; 3] = ["mod_python", "python-program", "default-handler"];
+
+/// Prefix of the request notes the module routes by (`wasmpy-tenant`...):
+/// guests may not write them.
+const RESERVED_NOTES: &[u8] = b"wasmpy-";
+
+fn denied(message: String) -> HostError {
+    HostError::new(ErrorKind::Denied, message)
+}
+
 fn io(what: &str) -> HostError {
     HostError::new(
         ErrorKind::Io,
@@ -263,6 +277,14 @@ impl RequestHost for ApacheRequest {
         value: Option<&[u8]>,
         add: bool,
     ) -> Result<(), HostError> {
+        let reserved = key.len() >= RESERVED_NOTES.len()
+            && key[..RESERVED_NOTES.len()].eq_ignore_ascii_case(RESERVED_NOTES);
+        if table == Table::Notes && reserved {
+            return Err(denied(format!(
+                "notes named {}* belong to mod_wasmpy",
+                String::from_utf8_lossy(RESERVED_NOTES)
+            )));
+        }
         let t = self.table(table);
         let key = cstring(key);
         // SAFETY: apr_table_set/add/unset copy key and value into the table's pool.
@@ -317,7 +339,16 @@ impl RequestHost for ApacheRequest {
                 unsafe { ffi::ap_set_content_type(r, p) };
             }
             ("content_encoding", v) => r.content_encoding = ptr(v),
-            ("handler", v) => r.handler = ptr(v),
+            ("handler", v) => {
+                if let Value::Text(name) = v {
+                    if !GUEST_HANDLERS.contains(&name.as_str()) {
+                        return Err(denied(format!(
+                            "req.handler may be one of {GUEST_HANDLERS:?}, not {name:?}"
+                        )));
+                    }
+                }
+                r.handler = ptr(v)
+            }
             ("user", v) => r.user = ptr(v),
             ("ap_auth_type", v) => r.ap_auth_type = ptr(v),
             ("uri", v) => r.uri = ptr(v),

@@ -1085,6 +1085,20 @@ fn hostile_handlers_are_refused_and_autoreload_swaps_code() {
         format!("{} {}", reply.status, reply.text()),
     );
 
+    // Handing the request to another module's handler (the status page,
+    // the WSGI handler, a proxy) or naming another tenant in the notes the
+    // module routes by is refused; mod_python itself stays allowed.
+    let reply = get(port, "/py/hostile/hijack");
+    let h = reply.json();
+    check(
+        "hijack another handler or tenant",
+        ["status-page", "wsgi-app", "proxy", "server-status", "note", "note-add"]
+            .iter()
+            .all(|k| refused(&h[*k]))
+            && h["mod_python"].as_str().is_some_and(|v| v.starts_with("ok")),
+        format!("{} {}", reply.status, reply.text()),
+    );
+
     // A write after the response ended (a registered cleanup), on a
     // keep-alive connection: the next response on it is intact.
     let late = tenant.join("scratch/late.txt");

@@ -103,3 +103,17 @@ def whoami(req):
     return _report(req, {"interpreter": req.interpreter,
                          "app": sorted(os.listdir("/app")),
                          "secret": _try(lambda: open("/app/secret.txt").read())})
+
+
+def hijack(req):
+    """Try to hand the request to another module's handler or to another
+    tenant (the module routes by a request note)."""
+    return _report(req, {
+        "status-page": _try(lambda: setattr(req, "handler", "wasmpy-status")),
+        "wsgi-app": _try(lambda: setattr(req, "handler", "wasmpy-app")),
+        "proxy": _try(lambda: setattr(req, "handler", "proxy-server")),
+        "server-status": _try(lambda: setattr(req, "handler", "server-status")),
+        "note": _try(lambda: req.notes.__setitem__("wasmpy-tenant", "neighbour")),
+        "note-add": _try(lambda: req.notes.add("WASMPY-script-name", "/")),
+        "mod_python": _try(lambda: setattr(req, "handler", "mod_python")),
+    })
