@@ -1092,10 +1092,19 @@ fn hostile_handlers_are_refused_and_autoreload_swaps_code() {
     let h = reply.json();
     check(
         "hijack another handler or tenant",
-        ["status-page", "wsgi-app", "proxy", "server-status", "note", "note-add"]
-            .iter()
-            .all(|k| refused(&h[*k]))
-            && h["mod_python"].as_str().is_some_and(|v| v.starts_with("ok")),
+        [
+            "status-page",
+            "wsgi-app",
+            "proxy",
+            "server-status",
+            "note",
+            "note-add",
+        ]
+        .iter()
+        .all(|k| refused(&h[*k]))
+            && h["mod_python"]
+                .as_str()
+                .is_some_and(|v| v.starts_with("ok")),
         format!("{} {}", reply.status, reply.text()),
     );
 
