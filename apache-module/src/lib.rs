@@ -294,14 +294,6 @@ pub unsafe extern "C" fn wasmpy_post_config(
         let settings = sandbox_config(&config);
         let tenants: Vec<String> = config.tenants.keys().cloned().collect();
         drop(config);
-        // Children demote long requests' threads and must be able to undo it.
-        if !wasmpy_sandbox::allow_priority_restore() {
-            log_server(
-                s,
-                ffi::APLOG_NOTICE,
-                "mod_wasmpy: RLIMIT_NICE not raised: threads of long requests stay demoted",
-            );
-        }
         if let Err(message) = prepare_cache(&settings, &tenants) {
             log_server(s, ffi::APLOG_EMERG, &format!("mod_wasmpy: {message}"));
             return ffi::HTTP_INTERNAL_SERVER_ERROR as c_int;

@@ -235,7 +235,26 @@ unsafe fn per_dir_phase(r: *mut request_rec, phase: usize) -> c_int {
     }
     let status = run(r, phase, cfg, handlers);
     keep_cleanup_config(r, cfg);
+    release_if_done(r, phase, cfg);
     status
+}
+
+/// Give the request's instances back as soon as no later phase needs them
+/// (instead of when Apache destroys the request pool, which under the event
+/// MPM can wait for the response to be written to a slow client).
+unsafe fn release_if_done(r: *mut request_rec, phase: usize, cfg: &DirConfig) {
+    let Some(state) = existing_state(r) else {
+        return;
+    };
+    let ours = !(*r).handler.is_null() && CONTENT_HANDLERS.contains(&CStr::from_ptr((*r).handler));
+    let later = (phase + 1..PHASES.len()).any(|p| {
+        let configured = !cfg.handlers_of(p).is_empty() && (p != CONTENT || ours);
+        configured || state.added.iter().any(|a| a == PHASES[p])
+    });
+    if later || state.sessions.iter().any(|(_, s)| s.has_cleanups()) {
+        return;
+    }
+    state.sessions.clear();
 }
 
 /// Keep `cfg` for the cleanup phase if the request will have one.

@@ -287,7 +287,6 @@ pub fn run(
     threads: usize,
     config: SandboxConfig,
 ) -> anyhow::Result<()> {
-    wasmpy_sandbox::allow_priority_restore();
     let sandbox = Arc::new(Sandbox::new(config)?);
     let tenants = wasmpy_policies::discover_tenants(tenants_dir)
         .with_context(|| format!("cannot read {}", tenants_dir.display()))?;

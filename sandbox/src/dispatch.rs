@@ -221,7 +221,7 @@ impl Inner {
         call: Call<'_>,
     ) -> Ran {
         let _tokio = self.tokio.enter();
-        block_on(self.run_async(slot, active, call))
+        block_on(self.run_async(slot, active, call), self.tokio.handle())
     }
 
     async fn run_async(

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use wasmpy_policies::Tenant;
 
-pub use clock::{allow_priority_restore, DEMOTE_AFTER};
+pub use clock::DEMOTE_AFTER;
 use logpipe::LogPipe;
 pub use reload::RELOAD_MARKER;
 pub use runtime::{EngineSettings, RuntimeFiles, MAX_MEMORY_BYTES};
@@ -374,7 +374,8 @@ impl Inner {
                 // Warm the new generation before it takes requests: no request
                 // pays its cold start, and code that does not import never serves.
                 let _tokio = self.tokio.enter();
-                let instance = block_on::block_on(self.create(&next)).map_err(|(_, why)| why)?;
+                let instance = block_on::block_on(self.create(&next), self.tokio.handle())
+                    .map_err(|(_, why)| why)?;
                 next.add_idle(instance);
                 Ok(next)
             });
@@ -445,7 +446,7 @@ impl Inner {
                 continue;
             }
             let _tokio = self.tokio.enter();
-            match block_on::block_on(self.create(&pool)) {
+            match block_on::block_on(self.create(&pool), self.tokio.handle()) {
                 Ok(instance) => pool.add_idle(instance),
                 Err((_, text)) => {
                     for line in text.lines() {

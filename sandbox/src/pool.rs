@@ -45,6 +45,10 @@ pub(crate) struct PoolState {
     pub busy: u32,
     /// Linear memory held by busy instances, as of their checkout.
     pub busy_memory: usize,
+    /// Requests waiting for a slot, by ticket, first come first served.
+    waiting: std::collections::VecDeque<u64>,
+    /// The next waiting request's ticket.
+    next_ticket: u64,
 }
 
 /// The instances of one generation of one tenant.
@@ -92,21 +96,37 @@ impl Pool {
     }
 
     /// Take a slot, waiting up to the queue timeout; returns a warm instance
-    /// if one is idle (`None` means: create one).
+    /// if one is idle (`None` means: create one). Waiting requests are served
+    /// in arrival order: a request that just arrived never overtakes them
+    /// (an unfair queue left some requests waiting for hundreds of ms).
     pub fn checkout(&self) -> Result<Option<Instance>, QueueTimeout> {
         let limits = &self.tenant.policy.limits;
-        let deadline = Instant::now() + limits.queue_timeout;
         let mut state = self.lock();
-        while state.busy >= limits.max_instances {
-            let now = Instant::now();
-            if now >= deadline {
-                return Err(QueueTimeout);
+        if state.busy >= limits.max_instances || !state.waiting.is_empty() {
+            let deadline = Instant::now() + limits.queue_timeout;
+            let ticket = state.next_ticket;
+            state.next_ticket += 1;
+            state.waiting.push_back(ticket);
+            while state.busy >= limits.max_instances || state.waiting.front() != Some(&ticket) {
+                let now = Instant::now();
+                if now >= deadline {
+                    state.waiting.retain(|&t| t != ticket);
+                    drop(state);
+                    // The next in line may be able to go now.
+                    self.freed.notify_all();
+                    return Err(QueueTimeout);
+                }
+                state = self
+                    .freed
+                    .wait_timeout(state, deadline - now)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
             }
-            state = self
-                .freed
-                .wait_timeout(state, deadline - now)
-                .unwrap_or_else(|e| e.into_inner())
-                .0;
+            state.waiting.pop_front();
+            if state.busy + 1 < limits.max_instances && !state.waiting.is_empty() {
+                // A slot is left for the next in line too.
+                self.freed.notify_all();
+            }
         }
         state.busy += 1;
         let instance = state.idle.pop();
@@ -124,8 +144,12 @@ impl Pool {
         if let Some(instance) = instance {
             state.idle.push(instance);
         }
+        let waiting = !state.waiting.is_empty();
         drop(state);
-        self.freed.notify_one();
+        if waiting {
+            // Only the first in line may take it, whichever wakes.
+            self.freed.notify_all();
+        }
     }
 
     /// Whether an instance that just served a request must be replaced.

@@ -49,6 +49,12 @@ impl Session {
         self.id
     }
 
+    /// Whether the guest registered cleanups (they run when the session is
+    /// dropped).
+    pub fn has_cleanups(&self) -> bool {
+        self.needs_end
+    }
+
     /// The tenant's request-body limit.
     pub fn max_body(&self) -> u64 {
         self.slot.pool.tenant.policy.limits.max_body_bytes
