@@ -35,6 +35,8 @@ pub const TRANS: usize = 1;
 pub const HEADER_PARSER: usize = 2;
 /// Index of `PythonInitHandler`.
 pub const INIT: usize = 3;
+/// Index of `PythonFixupHandler`.
+pub const FIXUP: usize = 8;
 /// Index of `PythonHandler` (the content phase).
 pub const CONTENT: usize = 9;
 /// Index of `PythonLogHandler`.

@@ -10,7 +10,7 @@ use std::ffi::{c_int, c_void, CStr, CString};
 use wasmpy_sandbox::{Handler, Outcome, PhaseCall, Session, DECLINED, DONE, OK};
 
 use crate::dirconfig::{
-    self, DirConfig, CLEANUP, CONTENT, HEADER_PARSER, INIT, LOG, PHASES, POST_READ, TRANS,
+    self, DirConfig, CLEANUP, CONTENT, FIXUP, HEADER_PARSER, INIT, LOG, PHASES, POST_READ, TRANS,
 };
 use crate::ffi::{self, request_rec};
 use crate::req::{ApacheRequest, Body};
@@ -243,6 +243,11 @@ unsafe fn per_dir_phase(r: *mut request_rec, phase: usize) -> c_int {
 /// (instead of when Apache destroys the request pool, which under the event
 /// MPM can wait for the response to be written to a slow client).
 unsafe fn release_if_done(r: *mut request_rec, phase: usize, cfg: &DirConfig) {
+    // Before the fixups, whether the content phase is ours is not known yet
+    // (SetHandler and AddHandler take effect in the type checker).
+    if phase < FIXUP {
+        return;
+    }
     let Some(state) = existing_state(r) else {
         return;
     };
@@ -344,13 +349,17 @@ hook!(
     /// `PythonFixupHandler`; also arms the cleanup of a request that has
     /// `PythonCleanupHandler`s but no other Python phase.
     wasmpy_phase_fixup => |r: *mut request_rec| {
-        if let Some(cfg) = dirconfig::get((*r).per_dir_config) {
-            if !cfg.handlers_of(CLEANUP).is_empty() {
-                state(r);
-                keep_cleanup_config(r, cfg);
-            }
+        let Some(cfg) = dirconfig::get((*r).per_dir_config) else {
+            return ffi::DECLINED as c_int;
+        };
+        if !cfg.handlers_of(CLEANUP).is_empty() {
+            state(r);
+            keep_cleanup_config(r, cfg);
         }
-        per_dir_phase(r, 8)
+        let status = per_dir_phase(r, FIXUP);
+        // Earlier phases' instances go back now if nothing later needs them.
+        release_if_done(r, FIXUP, cfg);
+        status
     }
 );
 hook!(
