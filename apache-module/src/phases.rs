@@ -2,8 +2,10 @@
 //! handlers, from the merged configuration of the request's scope, in the
 //! sandbox of the tenant bound to that scope. The first Python phase of a
 //! request takes one instance of the tenant ([`Session`]) and keeps it, with
-//! the request's state, in `r->request_config` until the request's pool is
-//! destroyed: then `PythonCleanupHandler`s run and the instance goes back.
+//! the request's state, in `r->request_config`, so that `req` lives across
+//! the phases. The instance goes back once no later phase needs it (from the
+//! fixups on, when the content handler is known), or at the latest when the
+//! request's pool is destroyed, after the `PythonCleanupHandler`s.
 
 use std::ffi::{c_int, c_void, CStr, CString};
 
