@@ -7,10 +7,10 @@
 //! checked, and once the request has used [`DEMOTE_AFTER`] of *CPU* time
 //! (waiting for a CPU under load does not count) it is demoted: the guest
 //! yields to the executor, which finishes the call on a thread of its own
-//! at nice 19 (see `block_on.rs`) while the host's thread waits. The host's
-//! thread never changes its priority, so nothing needs restoring (which an
-//! unprivileged process could not do), and the low-priority thread ends
-//! with the call.
+//! at `SCHED_IDLE` (see `block_on.rs`) while the host's thread waits. The
+//! host's thread never changes its scheduling policy, so nothing needs
+//! restoring (which an unprivileged process could not do), and the
+//! low-priority thread ends with the call.
 
 use std::time::{Duration, Instant};
 

@@ -1174,6 +1174,8 @@ fn hostile_handlers_are_refused_and_autoreload_swaps_code() {
         reply.status == 200
             && refused(&f["outside"])
             && refused(&f["dotdot"])
+            && refused(&f["uri-none"])
+            && refused(&f["path-info-none"])
             && f["inside"].as_str().is_some_and(|s| s.starts_with("ok"))
             && f["now"] == "/app/hostile/rogue.py",
         format!("{} {}", reply.status, reply.text()),

@@ -223,6 +223,17 @@ enum Kind {
     Float,
 }
 
+/// Writable fields that may be unset (`None`).
+const NULLABLE: &[&str] = &[
+    "args",
+    "content_type",
+    "content_encoding",
+    "status_line",
+    "handler",
+    "user",
+    "ap_auth_type",
+];
+
 /// Fields whose values are host paths, shown to the guest as guest paths.
 const PATH_FIELDS: &[&str] = &["filename", "canonical_filename", "document_root"];
 
@@ -494,7 +505,12 @@ impl HostState {
             )));
         };
         let value = match (kind, value) {
-            (_, Value::None) if kind != Kind::Int && kind != Kind::Flag => Value::None,
+            // Hosts keep these as C strings that may be absent; the others
+            // (uri, path_info, filename...) must always exist.
+            (_, Value::None) if NULLABLE.contains(&name) => Value::None,
+            (_, Value::None) => {
+                return Err(HostError::invalid(format!("req.{name} cannot be None")))
+            }
             (Kind::Int, Value::Int(code)) => {
                 if !(100..=599).contains(&code) {
                     return Err(HostError::invalid(format!("invalid status {code}")));

@@ -3,6 +3,7 @@ import json
 import os
 
 from mod_python import apache
+from wasmpy import _host
 
 KEPT = None
 
@@ -86,6 +87,10 @@ def filename(req):
         "outside": _try(lambda: setattr(req, "filename", "/etc/passwd")),
         "dotdot": _try(lambda: setattr(req, "filename", "/app/../etc/passwd")),
         "inside": _try(lambda: setattr(req, "filename", "/app/hostile/rogue.py")),
+        # Apache expects these to exist: unsetting them is refused by the
+        # host, even when the library's own check is bypassed.
+        "uri-none": _try(lambda: _host.set_field(req._wp_id_checked(), "uri", None)),
+        "path-info-none": _try(lambda: _host.set_field(req._wp_id_checked(), "path_info", None)),
         "now": req.filename,
     })
 
