@@ -7,5 +7,9 @@ cd "$top"
 scripts/setup.sh
 cargo build
 port="${PORT:-8080}"
-echo "Apache + mod_wasmpy on http://127.0.0.1:$port/ : try /hello/, /flask/, /notes/, /wasmpy-status"
-exec target/debug/wasmpy apache examples/tenants --port "$port" --run-dir build/apache-run
+# The mod_python example site (examples/modpython), bound by WasmPyTenant.
+site="$top/examples/modpython/greeter"
+sed "s|@SITE@|$site|g" examples/modpython/site.conf.in > build/modpython-site.conf
+echo "Apache + mod_wasmpy on http://127.0.0.1:$port/ : try /hello/, /flask/, /notes/, /mp/ (mod_python), /wasmpy-status"
+exec target/debug/wasmpy apache examples/tenants --port "$port" --run-dir build/apache-run \
+  --conf "$top/build/modpython-site.conf"
