@@ -139,7 +139,7 @@ impl DirConfig {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Whether any Python directive is set here (it then needs a tenant).
+    /// The handlers declared for `phase` (none when not declared).
     pub fn handlers_of(&self, phase: usize) -> &[Declared] {
         self.handlers[phase].as_deref().unwrap_or_default()
     }

@@ -67,13 +67,6 @@ pub unsafe fn of(r: *mut request_rec) -> Vec<(String, Value)> {
             Value::Flag(text(ffi::ap_run_http_scheme(r)) == "https"),
         ),
     ];
-    for (prefix, other) in [("main", q.main), ("prev", q.prev), ("next", q.next)] {
-        if let Some(o) = other.as_ref() {
-            f.push((leak(prefix, "uri"), t(o.uri)));
-            f.push((leak(prefix, "method"), t(o.method)));
-            f.push((leak(prefix, "status"), int(o.status)));
-        }
-    }
     if let Some(s) = q.server.as_ref() {
         f.extend([
             ("server.server_hostname", t(s.server_hostname)),
@@ -111,20 +104,13 @@ pub unsafe fn of(r: *mut request_rec) -> Vec<(String, Value)> {
             ),
         ]);
     }
-    f.into_iter().map(|(k, v)| (k.to_string(), v)).collect()
-}
-
-/// `prefix.field` as a static name (a handful of fixed combinations).
-fn leak(prefix: &str, field: &str) -> &'static str {
-    match (prefix, field) {
-        ("main", "uri") => "main.uri",
-        ("main", "method") => "main.method",
-        ("main", _) => "main.status",
-        ("prev", "uri") => "prev.uri",
-        ("prev", "method") => "prev.method",
-        ("prev", _) => "prev.status",
-        ("next", "uri") => "next.uri",
-        ("next", "method") => "next.method",
-        _ => "next.status",
+    let mut fields: Vec<(String, Value)> = f.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    for (prefix, other) in [("main", q.main), ("prev", q.prev), ("next", q.next)] {
+        if let Some(o) = other.as_ref() {
+            fields.push((format!("{prefix}.uri"), t(o.uri)));
+            fields.push((format!("{prefix}.method"), t(o.method)));
+            fields.push((format!("{prefix}.status"), int(o.status)));
+        }
     }
+    fields
 }

@@ -3,13 +3,13 @@
 //! in the phase that called into the sandbox; arguments arrive checked by
 //! the sandbox (no CR/LF/NUL, paths inside the tenant's grants).
 
-use std::ffi::{c_char, c_int, CStr, CString};
+use std::ffi::{c_char, c_int, CString};
 use std::path::Path;
 
 use wasmpy_sandbox::{Entries, ErrorKind, HostError, RequestHost, Table, Value};
 
 use crate::ffi::{self, apr_table_t, request_rec};
-use crate::request::table_entries;
+use crate::request::{bytes, table_entries};
 use crate::{pool_str, text};
 
 /// Where the request body stands: `ap_setup_client_block` is called once
@@ -89,7 +89,7 @@ pub(crate) unsafe fn opt_text(ptr: *const c_char) -> Value {
     if ptr.is_null() {
         Value::None
     } else {
-        Value::Text(String::from_utf8_lossy(CStr::from_ptr(ptr).to_bytes()).into_owned())
+        Value::Text(String::from_utf8_lossy(bytes(ptr)).into_owned())
     }
 }
 
@@ -138,7 +138,7 @@ impl ApacheRequest {
 
     fn pstr(&self, text: &str) -> *mut c_char {
         // SAFETY: r.pool lives as long as the request.
-        unsafe { pool_str(self.r().pool, cstring(text.as_bytes()).as_bytes()) }
+        unsafe { pool_str(self.r().pool, text.as_bytes()) }
     }
 }
 
@@ -257,7 +257,7 @@ impl RequestHost for ApacheRequest {
         Ok(entries
             .iter()
             .filter(|e| !e.key.is_null())
-            .map(|e| unsafe { (bytes(e.key), bytes(e.val)) })
+            .map(|e| unsafe { (bytes(e.key).to_vec(), bytes(e.val).to_vec()) })
             .collect())
     }
 
@@ -325,7 +325,7 @@ impl RequestHost for ApacheRequest {
         // SAFETY: the pool lives as long as the request; the copy is in it.
         let ptr = |v: &Value| {
             text_value(v).map_or(std::ptr::null_mut(), |t| unsafe {
-                pool_str(pool, cstring(t.as_bytes()).as_bytes())
+                pool_str(pool, t.as_bytes())
             })
         };
         // SAFETY: r is alive and ours during the call; nothing else borrows it.
@@ -509,12 +509,4 @@ impl RequestHost for ApacheRequest {
 
 fn invalid(message: &str) -> HostError {
     HostError::new(ErrorKind::Invalid, message)
-}
-
-unsafe fn bytes(ptr: *const c_char) -> Vec<u8> {
-    if ptr.is_null() {
-        Vec::new()
-    } else {
-        CStr::from_ptr(ptr).to_bytes().to_vec()
-    }
 }

@@ -21,7 +21,8 @@ pub(crate) unsafe fn table_entries<'a>(table: *const apr_table_t) -> &'a [apr_ta
     std::slice::from_raw_parts(array.elts as *const apr_table_entry_t, array.nelts as usize)
 }
 
-unsafe fn bytes<'a>(ptr: *const c_char) -> &'a [u8] {
+/// The bytes of a C string borrowed from httpd, empty for null.
+pub(crate) unsafe fn bytes<'a>(ptr: *const c_char) -> &'a [u8] {
     if ptr.is_null() {
         &[]
     } else {

@@ -114,14 +114,6 @@ def _import_entry(entry):
     return app
 
 
-def _log_exception(prefix):
-    try:
-        sys.stderr.write(prefix + "\n" + traceback.format_exc())
-        sys.stderr.flush()
-    except BaseException:  # noqa: BLE001 - logging must never raise
-        pass
-
-
 def _flush_streams():
     try:
         sys.stdout.flush()
@@ -170,10 +162,10 @@ class WitWorld(wit_world.WitWorld):
                 return _record(wsgi.Response(failure.status or 500, [], b"", True, failure.failure))
             except MemoryError:
                 gc.collect()
-                _log_exception("mod_wasmpy: MemoryError in the application")
+                _host.log_exception("mod_wasmpy: MemoryError in the application")
                 return _record(wsgi.error_response(500, "memory"))
             except BaseException:  # noqa: BLE001 - nothing may escape the gateway
-                _log_exception("mod_wasmpy: exception in the application")
+                _host.log_exception("mod_wasmpy: exception in the application")
                 return _record(wsgi.error_response(500, "exception"))
             finally:
                 _flush_streams()
@@ -186,10 +178,10 @@ class WitWorld(wit_world.WitWorld):
                 status, failure = phases.run_phase(id, call)
             except MemoryError:
                 gc.collect()
-                _log_exception("mod_wasmpy: MemoryError in a mod_python phase")
+                _host.log_exception("mod_wasmpy: MemoryError in a mod_python phase")
                 status, failure = 500, "memory"
             except BaseException:  # noqa: BLE001
-                _log_exception("mod_wasmpy: exception in the mod_python dispatcher")
+                _host.log_exception("mod_wasmpy: exception in the mod_python dispatcher")
                 status, failure = 500, "exception"
             finally:
                 _flush_streams()
@@ -203,6 +195,6 @@ class WitWorld(wit_world.WitWorld):
         try:
             phases.end_request(id)
         except BaseException:  # noqa: BLE001
-            _log_exception("mod_wasmpy: exception while ending a request")
+            _host.log_exception("mod_wasmpy: exception while ending a request")
         finally:
             _flush_streams()

@@ -60,15 +60,10 @@ pub(crate) enum Answer {
     End,
 }
 
-/// A call that did not return an answer: how it failed.
-pub(crate) struct Failed {
-    pub outcome: Outcome,
-}
-
-/// The end of a call: the answer (or failure) and the request's state
-/// (body over its limit, response started).
+/// The end of a call: the answer (or how the call failed) and the
+/// request's state (body over its limit, response started).
 pub(crate) struct Ran {
-    pub answer: Result<Answer, Failed>,
+    pub answer: Result<Answer, Outcome>,
     pub too_large: bool,
     pub started: bool,
     /// The guest asked for `end-request` (it registered cleanups).
@@ -131,19 +126,12 @@ impl Sandbox {
         };
         let id = self.inner.next_request_id();
         let wsgi = to_wit(id, request);
-        let active = ActiveRequest::new(
-            id,
-            host,
-            Arc::clone(&pool.grants),
-            Arc::clone(&pool.name),
-            max_body,
-            wsgi.body.len() as u64,
-        );
+        let active = ActiveRequest::new(id, host, &pool, wsgi.body.len() as u64);
         let ran = self.inner.run(&mut slot, Some(active), Call::Wsgi(&wsgi));
         let response = match ran.answer {
             Ok(Answer::Wsgi(answer)) => self.inner.check_answer(&pool, answer),
             Ok(_) => Response::error(Outcome::Trap),
-            Err(Failed { outcome }) => {
+            Err(outcome) => {
                 let mut response = Response::error(outcome);
                 response.streamed = ran.started;
                 response
@@ -241,7 +229,7 @@ impl Inner {
                         self.log(name, line);
                     }
                     return Ran {
-                        answer: Err(Failed { outcome }),
+                        answer: Err(outcome),
                         too_large: false,
                         started: false,
                         needs_end: false,
@@ -284,13 +272,7 @@ impl Inner {
         });
         instance.flush_log(&self.log_sink, name);
         instance.last_used = Instant::now();
-        let failed = |outcome| Ran {
-            answer: Err(Failed { outcome }),
-            too_large,
-            started,
-            needs_end,
-        };
-        match result {
+        let answer = match result {
             Ok(Ok(answer)) => {
                 let memory_failure = match &answer {
                     Answer::Wsgi(r) => failure_outcome(r.failure) == Outcome::Memory,
@@ -302,12 +284,7 @@ impl Inner {
                 } else {
                     slot.instance = Some(instance);
                 }
-                Ran {
-                    answer: Ok(answer),
-                    too_large,
-                    started,
-                    needs_end,
-                }
+                Ok(answer)
             }
             Ok(Err(error)) => {
                 let outcome =
@@ -329,13 +306,19 @@ impl Inner {
                     ),
                 );
                 Counters::bump(&pool.counters.recycles);
-                failed(outcome)
+                Err(outcome)
             }
             Err(_) => {
                 self.log(name, &format!("mod_wasmpy: request exceeded request_timeout ({timeout:?}); instance replaced"));
                 Counters::bump(&pool.counters.recycles);
-                failed(Outcome::Timeout)
+                Err(Outcome::Timeout)
             }
+        };
+        Ran {
+            answer,
+            too_large,
+            started,
+            needs_end,
         }
     }
 

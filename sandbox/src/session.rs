@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::api::{Handler, Outcome, PhaseCall, PhaseOutcome, DECLINED, DONE, OK};
 use crate::bindings;
-use crate::dispatch::{failure_outcome, record, Answer, Call, Failed, Slot};
+use crate::dispatch::{failure_outcome, record, Answer, Call, Slot};
 use crate::host::request::{ActiveRequest, RequestHost};
 use crate::pool::Counters;
 use crate::{Inner, Sandbox};
@@ -44,20 +44,10 @@ impl Sandbox {
 }
 
 impl Session {
-    /// The request id the guest sees.
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
     /// Whether the guest registered cleanups (they run when the session is
     /// dropped).
     pub fn has_cleanups(&self) -> bool {
         self.needs_end
-    }
-
-    /// The tenant's request-body limit.
-    pub fn max_body(&self) -> u64 {
-        self.slot.pool.tenant.policy.limits.max_body_bytes
     }
 
     /// Run one phase's handlers with `host` as the live request. A failed
@@ -76,14 +66,7 @@ impl Session {
         }
         let pool = Arc::clone(&self.slot.pool);
         let call = self.to_wit(call);
-        let active = ActiveRequest::new(
-            self.id,
-            host,
-            Arc::clone(&pool.grants),
-            Arc::clone(&pool.name),
-            pool.tenant.policy.limits.max_body_bytes,
-            0,
-        );
+        let active = ActiveRequest::new(self.id, host, &pool, 0);
         let ran = self
             .inner
             .run(&mut self.slot, Some(active), Call::Phase(self.id, &call));
@@ -101,14 +84,14 @@ impl Session {
                 status: 500,
                 outcome: Outcome::Trap,
             },
-            Err(Failed { outcome }) => {
-                self.broken = true;
-                PhaseOutcome {
-                    status: i32::from(outcome.status()),
-                    outcome,
-                }
-            }
+            Err(outcome) => PhaseOutcome {
+                status: i32::from(outcome.status()),
+                outcome,
+            },
         };
+        // A failed instance is gone, and so is one recycled after the phase
+        // (memory, limits): with it the request's state in the guest.
+        self.broken = self.slot.instance.is_none();
         if ran.too_large && !ran.started {
             record(&pool.counters, Outcome::BodyTooLarge);
             return PhaseOutcome {
@@ -119,10 +102,6 @@ impl Session {
         record(&pool.counters, result.outcome);
         if result.outcome == Outcome::Timeout {
             pool.penalize();
-        }
-        if self.slot.instance.is_none() && !self.broken {
-            // Recycled after the phase (memory, limits): its state is gone.
-            self.broken = true;
         }
         result
     }

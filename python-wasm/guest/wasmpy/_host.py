@@ -15,6 +15,7 @@ a fake `wit_world` package in `sys.modules` before anything calls the host.
 """
 
 import sys
+import traceback
 
 
 class StaleRequestError(RuntimeError):
@@ -206,3 +207,13 @@ def stderr(text):
         sys.stderr.flush()
     except BaseException:  # noqa: BLE001 - logging must never raise
         pass
+
+
+def log_exception(prefix):
+    """Write `prefix` and the traceback being handled to the tenant's log;
+    never raise."""
+    try:
+        text = prefix + "\n" + traceback.format_exc()
+    except BaseException:  # noqa: BLE001 - logging must never raise
+        text = prefix
+    stderr(text)

@@ -187,7 +187,7 @@ def _report(req, phase, hname, debug, exc):
         req.write(page)
         return DONE
     except BaseException:  # noqa: BLE001 - the client may be gone: 500 then
-        _host.stderr("mod_wasmpy: could not send the PythonDebug page\n" + traceback.format_exc())
+        _host.log_exception("mod_wasmpy: could not send the PythonDebug page")
         return apache.HTTP_INTERNAL_SERVER_ERROR
 
 
@@ -294,7 +294,7 @@ def end_request(rid):
             try:
                 callback(data)
             except BaseException:  # noqa: BLE001 - a cleanup never stops the others
-                _host.stderr("mod_python: exception in a cleanup\n" + traceback.format_exc())
+                _host.log_exception("mod_python: exception in a cleanup")
     finally:
         _current = previous
         req.__dict__["_wp_ended"] = True

@@ -384,7 +384,7 @@ def run(app, req):
         raise
     except BaseException:
         if call.started:
-            _log_traceback("mod_wasmpy: exception in the application after the response began")
+            _host.log_exception("mod_wasmpy: exception in the application after the response began")
             raise StreamFailure(call.status, "exception") from None
         raise
     finally:
@@ -395,7 +395,7 @@ def run(app, req):
             except BaseException:  # noqa: BLE001
                 if not call.started:
                     raise
-                _log_traceback("mod_wasmpy: exception in close() of the response")
+                _host.log_exception("mod_wasmpy: exception in close() of the response")
                 close_failed = True
     if close_failed:
         # The response is on the wire: the host cuts it short.
@@ -407,11 +407,6 @@ def run(app, req):
         return Response(call.status, call.headers, b"")
     return Response(call.status, [], b"", streamed=True)
 
-
-def _log_traceback(prefix):
-    import traceback
-
-    _host.stderr(prefix + "\n" + traceback.format_exc())
 
 
 def error_response(status, failure):

@@ -26,6 +26,11 @@ pub const HOP_BY_HOP: [&str; 9] = [
     "upgrade",
 ];
 
+/// Is `name` a hop-by-hop header (case-insensitive)?
+pub fn is_hop_by_hop(name: &str) -> bool {
+    HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+}
+
 /// Check a guest's status and headers before they reach a host: a final
 /// status from 200 to 599 (a 1xx would make the body read as the next
 /// response), token header names, no hop-by-hop headers, no CR, LF or NUL
@@ -38,7 +43,7 @@ pub fn check_response(status: u16, headers: &[(String, Vec<u8>)]) -> Result<(), 
         if !valid_header_name(name) {
             return Err(format!("invalid header name {name:?}"));
         }
-        if HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h)) {
+        if is_hop_by_hop(name) {
             return Err(format!(
                 "hop-by-hop header {name} is not the application's to send"
             ));

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use crate::bindings::wasmpy::gateway::{request as wit, types as wit_types};
 use crate::host::grants::Grants;
 use crate::host::HostState;
+use crate::pool::Pool;
 
 /// What kind of failure a host call reports to the guest.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -272,22 +273,15 @@ pub(crate) struct ActiveRequest {
 }
 
 impl ActiveRequest {
-    /// A request `id` of `tenant` served through `host`; `body_read` bytes
-    /// of its body were read before the guest was called.
-    pub fn new(
-        id: u64,
-        host: Box<dyn RequestHost + Send>,
-        grants: Arc<Grants>,
-        tenant: Arc<str>,
-        max_body: u64,
-        body_read: u64,
-    ) -> Self {
+    /// Request `id` of `pool`'s tenant served through `host`; `body_read`
+    /// bytes of its body were read before the guest was called.
+    pub fn new(id: u64, host: Box<dyn RequestHost + Send>, pool: &Pool, body_read: u64) -> Self {
         ActiveRequest {
             id,
             host,
-            grants,
-            tenant,
-            max_body,
+            grants: Arc::clone(&pool.grants),
+            tenant: Arc::clone(&pool.name),
+            max_body: pool.tenant.policy.limits.max_body_bytes,
             body_read,
             too_large: false,
             started: false,
@@ -329,11 +323,7 @@ impl ActiveRequest {
 
 /// Text from the guest as bytes: Latin-1 where every character fits, else UTF-8.
 fn to_bytes(text: &str) -> Vec<u8> {
-    if text.chars().all(|c| (c as u32) < 256) {
-        text.chars().map(|c| c as u8).collect()
-    } else {
-        text.as_bytes().to_vec()
-    }
+    latin1_bytes(text).unwrap_or_else(|_| text.as_bytes().to_vec())
 }
 
 /// Bytes the guest sent as Latin-1 text (one character per byte).
@@ -377,11 +367,7 @@ fn check_key(table: Table, key: &str) -> Result<(), HostError> {
         )));
     }
     let outgoing = matches!(table, Table::HeadersOut | Table::ErrHeadersOut);
-    if outgoing
-        && crate::http::HOP_BY_HOP
-            .iter()
-            .any(|h| key.eq_ignore_ascii_case(h))
-    {
+    if outgoing && crate::http::is_hop_by_hop(key) {
         return Err(HostError::invalid(format!(
             "hop-by-hop header {key} is the server's to send"
         )));
@@ -467,9 +453,6 @@ impl HostState {
         let active = self.active(id)?;
         if active.started {
             return Err(HostError::invalid("the response headers were already sent"));
-        }
-        if !(200..=599).contains(&status) {
-            return Err(HostError::invalid(format!("invalid status {status}")));
         }
         crate::http::check_response(status, headers).map_err(HostError::invalid)?;
         active.host.start_response(status, headers)?;
