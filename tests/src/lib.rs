@@ -465,8 +465,8 @@ pub fn neighbour_answers(port: u16, rounds: u32) -> Duration {
     slowest
 }
 
-/// One answer seen under load: when it came (since the load started), its
-/// status (0: the connection failed) and its body.
+/// One answer seen under load: when its request was sent (since the load
+/// started), its status (0: the connection failed) and its body.
 pub type Seen = (Duration, u16, String);
 
 /// Client threads requesting one path in a loop until [`Load::finish`].
@@ -488,8 +488,10 @@ impl Load {
                     let mut seen = Vec::new();
                     while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                         // A connection cut under the client counts as status 0.
-                        let reply = std::panic::catch_unwind(|| get(port, path));
+                        // The time is when the request was sent: a failing
+                        // request's panic report can take long to print.
                         let t = started.elapsed();
+                        let reply = std::panic::catch_unwind(|| get(port, path));
                         seen.push(reply.map_or((t, 0, String::new()), |r| (t, r.status, r.text())));
                     }
                     seen
