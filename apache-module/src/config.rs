@@ -30,6 +30,8 @@ pub struct ModuleConfig {
     pub runtime: Option<PathBuf>,
     /// `WasmPyCacheDir`.
     pub cache_dir: Option<PathBuf>,
+    /// `WasmPyStateDir`.
+    pub state_dir: Option<PathBuf>,
     /// `WasmPyPoolSlots`.
     pub pool_slots: Option<u32>,
     /// `WasmPyMaxMemory`, in bytes.
@@ -68,6 +70,13 @@ impl ModuleConfig {
         self.cache_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from(DEFAULT_CACHE_DIR))
+    }
+
+    /// The state directory in effect (default: `state` in the cache directory).
+    pub fn state_dir(&self) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| self.cache_dir().join("state"))
     }
 
     /// Handle `WasmPyApp`: validate the tenant's policy now, so that a bad

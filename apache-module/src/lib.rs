@@ -66,6 +66,7 @@ pub static mut wasmpy_module: ffi::module = ffi::module {
 static CONFIG: RwLock<ModuleConfig> = RwLock::new(ModuleConfig {
     runtime: None,
     cache_dir: None,
+    state_dir: None,
     pool_slots: None,
     max_memory: None,
     mounts: Vec::new(),
@@ -198,6 +199,19 @@ pub unsafe extern "C" fn wasmpy_cmd_cache_dir(
     directive_result(cmd, result)
 }
 
+/// `WasmPyStateDir PATH`.
+#[no_mangle]
+pub unsafe extern "C" fn wasmpy_cmd_state_dir(
+    cmd: *mut cmd_parms,
+    _cfg: *mut c_void,
+    path: *const c_char,
+) -> *const c_char {
+    let result = global_only(cmd, "WasmPyStateDir").map(|()| {
+        config_mut().state_dir = Some(server_path(cmd, path));
+    });
+    directive_result(cmd, result)
+}
+
 /// `WasmPyPoolSlots N`.
 #[no_mangle]
 pub unsafe extern "C" fn wasmpy_cmd_pool_slots(
@@ -264,6 +278,7 @@ fn sandbox_config(config: &ModuleConfig) -> SandboxConfig {
     SandboxConfig {
         runtime: RuntimeFiles::in_dir(&config.runtime_dir()),
         cache_dir: config.cache_dir(),
+        state_dir: config.state_dir(),
         engine,
         log_sink: Some(Arc::new(|tenant: &str, line: &str| {
             log_server(
@@ -303,12 +318,23 @@ pub unsafe extern "C" fn wasmpy_post_config(
 }
 
 /// The directories the children write to: the cache, its per-tenant
-/// bytecode directories and the status directory.
+/// bytecode directories, the status directory and each tenant's state.
 fn writable_dirs(settings: &SandboxConfig, tenants: &[String]) -> Vec<PathBuf> {
     let cache = &settings.cache_dir;
     let pycache = cache.join("pycache");
-    let mut dirs = vec![cache.clone(), pycache.clone(), status::status_dir(cache)];
-    dirs.extend(tenants.iter().map(|t| pycache.join(t)));
+    let state = &settings.state_dir;
+    let mut dirs = vec![
+        cache.clone(),
+        pycache.clone(),
+        status::status_dir(cache),
+        state.clone(),
+    ];
+    for tenant in tenants {
+        dirs.push(pycache.join(tenant));
+        dirs.push(state.join(tenant));
+        dirs.push(state.join(tenant).join("data"));
+        dirs.push(state.join(tenant).join("locks"));
+    }
     dirs
 }
 

@@ -16,6 +16,7 @@
 extern const char *wasmpy_cmd_app(cmd_parms *cmd, void *cfg, const char *prefix, const char *dir);
 extern const char *wasmpy_cmd_runtime(cmd_parms *cmd, void *cfg, const char *path);
 extern const char *wasmpy_cmd_cache_dir(cmd_parms *cmd, void *cfg, const char *path);
+extern const char *wasmpy_cmd_state_dir(cmd_parms *cmd, void *cfg, const char *path);
 extern const char *wasmpy_cmd_pool_slots(cmd_parms *cmd, void *cfg, const char *count);
 extern const char *wasmpy_cmd_max_memory(cmd_parms *cmd, void *cfg, const char *size);
 extern int wasmpy_pre_config(apr_pool_t *pconf, apr_pool_t *plog, apr_pool_t *ptemp);
@@ -54,6 +55,8 @@ const command_rec wasmpy_shim_cmds[] = {
                   "the runtime directory (gateway.wasm + python/)"),
     AP_INIT_TAKE1("WasmPyCacheDir", wasmpy_cmd_cache_dir, NULL, RSRC_CONF,
                   "directory for the compiled runtime and bytecode caches"),
+    AP_INIT_TAKE1("WasmPyStateDir", wasmpy_cmd_state_dir, NULL, RSRC_CONF,
+                  "directory for each tenant's private state (sessions, PSP pages, uploads)"),
     AP_INIT_TAKE1("WasmPyPoolSlots", wasmpy_cmd_pool_slots, NULL, RSRC_CONF,
                   "instance slots of the pooling allocator, per Apache child"),
     AP_INIT_TAKE1("WasmPyMaxMemory", wasmpy_cmd_max_memory, NULL, RSRC_CONF,

@@ -111,6 +111,7 @@ Header always set X-Content-Type-Options nosniff
 
 {user}WasmPyRuntime "{runtime}"
 WasmPyCacheDir "{cache}"
+WasmPyStateDir "{state}"
 {pool_slots}
 {includes}
 # Path-prefix routing: http://127.0.0.1:{port}/<tenant>/
@@ -128,6 +129,7 @@ WasmPyCacheDir "{cache}"
             .clone()
             .unwrap_or_else(|| opts.run_dir.join("cache"))
             .display(),
+        state = opts.run_dir.join("state").display(),
         includes = opts.conf.iter().fold(String::new(), |mut out, file| {
             let _ = writeln!(out, "Include \"{}\"", file.display());
             out

@@ -28,6 +28,9 @@ struct RuntimeArgs {
     /// Cache directory for the compiled runtime and bytecode.
     #[arg(long, env = "WASMPY_CACHE_DIR")]
     cache_dir: Option<PathBuf>,
+    /// Directory of each tenant's private state (default: CACHE_DIR/state).
+    #[arg(long, env = "WASMPY_STATE_DIR")]
+    state_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -125,6 +128,10 @@ impl RuntimeArgs {
             .unwrap_or_else(|| runtime.join("..").join("cache"));
         SandboxConfig {
             runtime: RuntimeFiles::in_dir(&runtime),
+            state_dir: self
+                .state_dir
+                .clone()
+                .unwrap_or_else(|| cache_dir.join("state")),
             cache_dir,
             engine: EngineSettings::default(),
             log_sink: None,

@@ -280,6 +280,48 @@ def _make_request_module():
     return mod
 
 
+class FakeState:
+    """The `state` interface: real `flock`s on files in a temporary directory,
+    re-entrant per key, as the host's."""
+
+    def __init__(self):
+        import tempfile
+
+        self.dir = tempfile.mkdtemp(prefix="wasmpy-state-")
+        self.held = {}
+
+    def lock(self, key):
+        import fcntl
+        import hashlib
+
+        if key in self.held:
+            self.held[key][1] += 1
+            return
+        name = hashlib.sha256(key.encode()).hexdigest()[:16]
+        fd = os.open(os.path.join(self.dir, name), os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        self.held[key] = [fd, 1]
+
+    def unlock(self, key):
+        entry = self.held.get(key)
+        if entry is None:
+            return
+        entry[1] -= 1
+        if entry[1] == 0:
+            os.close(entry[0])
+            del self.held[key]
+
+
+STATE = FakeState()
+
+
+def _make_state_module():
+    mod = types.ModuleType("wit_world.imports.state")
+    mod.lock = lambda key: STATE.lock(key)
+    mod.unlock = lambda key: STATE.unlock(key)
+    return mod
+
+
 def install():
     cpt = types.ModuleType("componentize_py_types")
     cpt.Err = Err
@@ -290,6 +332,7 @@ def install():
     imports = types.ModuleType("wit_world.imports")
     imports.types = t
     imports.request = _make_request_module()
+    imports.state = _make_state_module()
     world = types.ModuleType("wit_world")
     world.imports = imports
     for obj in (WsgiRequest, WsgiResponse, Handler, PhaseCall, PhaseResult, WitWorld):
@@ -300,6 +343,7 @@ def install():
         "wit_world.imports": imports,
         "wit_world.imports.types": t,
         "wit_world.imports.request": imports.request,
+        "wit_world.imports.state": imports.state,
     })
     if GUEST not in sys.path:
         sys.path.insert(0, GUEST)

@@ -75,6 +75,11 @@ impl RequestClock {
         }
     }
 
+    /// When the running request must end.
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
     /// Called by the engine at each checked tick.
     pub fn on_tick(&mut self) -> UpdateDeadline {
         if Instant::now() >= self.deadline {

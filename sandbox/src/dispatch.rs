@@ -267,6 +267,7 @@ impl Inner {
         let state = instance.store.data_mut();
         state.clock.finish();
         let active = state.request.take();
+        state.locks.release_all();
         let (too_large, started, needs_end) = active.map_or((false, false, false), |a| {
             (a.too_large, a.started, a.needs_end)
         });
@@ -347,7 +348,7 @@ impl Inner {
             Instance::create(
                 &self.runtime,
                 tenant,
-                pool.pycache.as_ref(),
+                &pool.dirs,
                 &self.log_sink,
                 &self.global,
                 pool.penalized(),

@@ -1,7 +1,7 @@
 //! One persistent sandboxed interpreter: a wasmtime `Store` holding exactly
 //! the capabilities a tenant's policy grants.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,7 +13,9 @@ use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
 use crate::bindings::Gateway;
 use crate::clock::RequestClock;
+use crate::host::state::StateLocks;
 use crate::host::HostState;
+use crate::pool::TenantDirs;
 use crate::logpipe::LogPipe;
 use crate::runtime::Runtime;
 use crate::LogSink;
@@ -24,6 +26,8 @@ pub const GUEST_APP: &str = "/app";
 pub const GUEST_STDLIB: &str = "/python";
 /// Guest path of the tenant's writable bytecode cache.
 pub const GUEST_PYCACHE: &str = "/.wasmpy/pycache";
+/// Guest path of the tenant's private state directory (read-write).
+pub const GUEST_STATE: &str = "/.wasmpy/state";
 
 /// What all instances of the process use together, against the global caps.
 #[derive(Debug)]
@@ -148,7 +152,7 @@ fn preopen(
 fn wasi_context(
     runtime: &Runtime,
     tenant: &Tenant,
-    pycache: Option<&PathBuf>,
+    dirs: &TenantDirs,
     log: &LogPipe,
 ) -> Result<WasiCtx, CreateError> {
     let mut builder = WasiCtxBuilder::new();
@@ -162,14 +166,21 @@ fn wasi_context(
         .allow_ip_name_lookup(false);
     preopen(&mut builder, &tenant.app_dir, GUEST_APP, false)?;
     preopen(&mut builder, &runtime.stdlib, GUEST_STDLIB, false)?;
-    if let Some(dir) = pycache {
+    if let Some(dir) = &dirs.pycache {
         preopen(&mut builder, dir, GUEST_PYCACHE, true)?;
+    }
+    if let Some(dir) = &dirs.state {
+        preopen(&mut builder, dir, GUEST_STATE, true)?;
     }
     for mount in &tenant.policy.mounts {
         preopen(&mut builder, &mount.host, &mount.guest, mount.writable)?;
     }
     for (key, value) in &tenant.policy.env {
         builder.env(key, value);
+    }
+    if dirs.state.is_some() && !tenant.policy.env.iter().any(|(key, _)| key == "TMPDIR") {
+        // `tempfile` then writes inside the tenant's private state.
+        builder.env("TMPDIR", format!("{GUEST_STATE}/tmp"));
     }
     Ok(builder.build())
 }
@@ -179,7 +190,7 @@ impl Instance {
     pub async fn create(
         runtime: &Runtime,
         tenant: &Tenant,
-        pycache: Option<&PathBuf>,
+        dirs: &TenantDirs,
         log_sink: &LogSink,
         global: &Arc<GlobalUsage>,
         penalized: bool,
@@ -187,11 +198,12 @@ impl Instance {
         let policy = &tenant.policy;
         let log = LogPipe::new(policy.limits.log_limit_bytes as usize);
         let state = HostState {
-            wasi: wasi_context(runtime, tenant, pycache, &log)?,
+            wasi: wasi_context(runtime, tenant, dirs, &log)?,
             table: ResourceTable::new(),
             limiter: MemoryLimiter::new(policy.limits.memory_bytes as usize, Arc::clone(global)),
             clock: RequestClock::idle(),
             request: None,
+            locks: StateLocks::new(dirs.locks.as_deref()),
         };
         let mut store = Store::new(&runtime.engine, state);
         store.limiter(|state| &mut state.limiter);

@@ -38,7 +38,7 @@ pub use runtime::{EngineSettings, RuntimeFiles, MAX_MEMORY_BYTES};
 pub use wasmpy_http as http;
 
 use instance::{GlobalUsage, Instance};
-use pool::Pool;
+use pool::{Pool, TenantDirs};
 
 pub use api::{
     Handler, Outcome, PhaseCall, PhaseOutcome, Request, Response, TenantStats, DECLINED, DONE, OK,
@@ -92,6 +92,9 @@ pub struct SandboxConfig {
     pub runtime: RuntimeFiles,
     /// Compiled runtime (`.cwasm`) and per-tenant bytecode caches.
     pub cache_dir: PathBuf,
+    /// Per-tenant private state (`<state_dir>/<tenant>/data` mounted at
+    /// `/.wasmpy/state`, lock files in `<state_dir>/<tenant>/locks`).
+    pub state_dir: PathBuf,
     /// Engine-wide settings.
     pub engine: EngineSettings,
     /// Receiver of tenant output; `None` logs through `tracing`.
@@ -103,6 +106,7 @@ struct Inner {
     tokio: tokio::runtime::Runtime,
     tenants: RwLock<HashMap<String, Arc<Pool>>>,
     cache_dir: PathBuf,
+    state_dir: PathBuf,
     log_sink: LogSink,
     stop: AtomicBool,
     next_generation: std::sync::atomic::AtomicU64,
@@ -156,6 +160,7 @@ impl Sandbox {
             tokio,
             tenants: RwLock::default(),
             cache_dir: config.cache_dir,
+            state_dir: config.state_dir,
             log_sink: config.log_sink.unwrap_or_else(tracing_sink),
             stop: AtomicBool::new(false),
             next_generation: 1.into(),
@@ -316,17 +321,24 @@ impl Inner {
     }
 
     fn new_pool(&self, tenant: Tenant) -> Arc<Pool> {
-        let pycache = self.cache_dir.join("pycache").join(&tenant.name);
-        // Without a writable cache the tenant still runs, recompiling its modules.
-        let pycache = match std::fs::create_dir_all(&pycache) {
-            Ok(()) => Some(pycache),
+        // Without a directory the tenant still runs: without a bytecode
+        // cache it recompiles its modules; without state, sessions and
+        // uploads fail with a clear error in the guest.
+        let writable = |dir: PathBuf, what: &str| match std::fs::create_dir_all(&dir) {
+            Ok(()) => Some(dir),
             Err(e) => {
-                tracing::warn!(tenant = %tenant.name, "no bytecode cache in {}: {e}", pycache.display());
+                tracing::warn!(tenant = %tenant.name, "no {what} in {}: {e}", dir.display());
                 None
             }
         };
+        let state = self.state_dir.join(&tenant.name);
+        let dirs = TenantDirs {
+            pycache: writable(self.cache_dir.join("pycache").join(&tenant.name), "bytecode cache"),
+            state: writable(state.join("data"), "state directory"),
+            locks: writable(state.join("locks"), "lock directory"),
+        };
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);
-        Arc::new(Pool::new(tenant, generation, pycache))
+        Arc::new(Pool::new(tenant, generation, dirs))
     }
 
     /// Make `pool` the one serving its tenant; the previous generation

@@ -59,7 +59,8 @@ pub(crate) struct Pool {
     /// The tenant's directories as paths the guest may name.
     pub grants: Arc<Grants>,
     pub generation: u64,
-    pub pycache: Option<PathBuf>,
+    /// The tenant's writable directories on the host.
+    pub dirs: TenantDirs,
     pub counters: Counters,
     /// The deployment this generation was loaded from.
     pub fingerprint: Fingerprint,
@@ -71,11 +72,23 @@ pub(crate) struct Pool {
     freed: Condvar,
 }
 
+/// A tenant's writable directories on the host; `None`: could not be
+/// created (the tenant runs without it).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct TenantDirs {
+    /// Bytecode cache, mounted at `GUEST_PYCACHE`.
+    pub pycache: Option<PathBuf>,
+    /// Private state (sessions, PSP pages, uploads), mounted at `GUEST_STATE`.
+    pub state: Option<PathBuf>,
+    /// Lock files of the state capability; never mounted.
+    pub locks: Option<PathBuf>,
+}
+
 /// Why no instance slot could be had.
 pub(crate) struct QueueTimeout;
 
 impl Pool {
-    pub fn new(tenant: Tenant, generation: u64, pycache: Option<PathBuf>) -> Self {
+    pub fn new(tenant: Tenant, generation: u64, dirs: TenantDirs) -> Self {
         Pool {
             fingerprint: fingerprint(&tenant),
             name: Arc::from(tenant.name.as_str()),
@@ -84,7 +97,7 @@ impl Pool {
             penalty_until: Mutex::default(),
             tenant,
             generation,
-            pycache,
+            dirs,
             counters: Counters::default(),
             state: Mutex::default(),
             freed: Condvar::new(),

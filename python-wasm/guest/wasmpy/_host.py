@@ -73,6 +73,16 @@ def _load():
     return _bindings
 
 
+def _invoke_state(name, *args):
+    _request, _types, Err = _bindings or _load()
+    from wit_world.imports import state
+
+    try:
+        return getattr(state, name)(*args)
+    except Err as err:
+        _raise(err)
+
+
 def reset_bindings():
     """Forget the loaded bindings (tests swap fake hosts)."""
     global _bindings
@@ -198,6 +208,14 @@ def log(rid, level, message):
 
 def call(rid, op, args=()):
     return _invoke("call", rid, op, [str(a) for a in args])
+
+
+def state_lock(key):
+    return _invoke_state("lock", key)
+
+
+def state_unlock(key):
+    return _invoke_state("unlock", key)
 
 
 def stderr(text):
