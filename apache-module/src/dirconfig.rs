@@ -55,6 +55,18 @@ pub struct Declared {
     pub section: Option<String>,
 }
 
+/// One `PythonOutputFilter` / `PythonInputFilter` (or a filter a handler
+/// registered for its request).
+#[derive(Debug, Clone)]
+pub struct FilterDecl {
+    /// The filter's name as Apache knows it (case-insensitive).
+    pub name: String,
+    /// An input filter.
+    pub input: bool,
+    /// Its handler (`module[::object]`, where declared).
+    pub handler: Handler,
+}
+
 /// The directives of one scope, or the merge of several.
 #[derive(Debug, Clone, Default)]
 pub struct DirConfig {
@@ -74,6 +86,8 @@ pub struct DirConfig {
     pub interp_per: Option<&'static str>,
     /// `PythonImport` modules.
     pub imports: Vec<String>,
+    /// `PythonOutputFilter` / `PythonInputFilter`, by name and direction.
+    pub filters: Vec<FilterDecl>,
 }
 
 fn set_keyed<V: Clone>(list: &mut Vec<(String, V)>, key: &str, value: V) {
@@ -113,7 +127,29 @@ impl DirConfig {
                 merged.imports.push(module.clone());
             }
         }
+        for filter in &add.filters {
+            merged.add_filter(filter.clone());
+        }
         merged
+    }
+
+    /// Declare `filter`, replacing one of the same name and direction.
+    pub fn add_filter(&mut self, filter: FilterDecl) {
+        match self
+            .filters
+            .iter_mut()
+            .find(|f| f.input == filter.input && f.name.eq_ignore_ascii_case(&filter.name))
+        {
+            Some(existing) => *existing = filter,
+            None => self.filters.push(filter),
+        }
+    }
+
+    /// The filter named `name` in the direction `input`, if declared.
+    pub fn filter(&self, name: &str, input: bool) -> Option<&FilterDecl> {
+        self.filters
+            .iter()
+            .find(|f| f.input == input && f.name.eq_ignore_ascii_case(name))
     }
 
     /// Set a flag directive.

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use wasmpy_sandbox::http::parse_handler_list as parse_handlers;
 use wasmpy_sandbox::Handler;
 
-use crate::dirconfig::{Declared, DirConfig, PHASES};
+use crate::dirconfig::{Declared, DirConfig, FilterDecl, PHASES};
 use crate::ffi::{self, cmd_parms};
 use crate::{config, config_mut, directive_result, guard, server_path, text};
 
@@ -260,6 +260,45 @@ pub unsafe extern "C" fn wasmpy_cmd_python_import(
         if !cfg.imports.contains(&module) {
             cfg.imports.push(module.clone());
         }
+        Ok(())
+    })
+}
+
+/// `PythonOutputFilter handler NAME` / `PythonInputFilter handler NAME`
+/// (`cmd->info` non-null: input): register NAME with Apache; the scope's
+/// tenant runs the handler over the data (`filters.rs`).
+#[no_mangle]
+pub unsafe extern "C" fn wasmpy_cmd_python_filter(
+    cmd: *mut cmd_parms,
+    cfg: *mut c_void,
+    handler: *const c_char,
+    name: *const c_char,
+) -> *const c_char {
+    let input = !(*cmd).info.is_null();
+    let directive = if input {
+        "PythonInputFilter"
+    } else {
+        "PythonOutputFilter"
+    };
+    let spec = text(handler).to_string();
+    let filter_name = text(name).to_string();
+    python_directive(cmd, cfg, directive, |cfg| {
+        let (specs, _) = parse_handlers(&spec).map_err(|e| format!("{directive}: {e}"))?;
+        if specs.len() != 1 {
+            return Err(format!("{directive}: one handler, then the filter's name"));
+        }
+        crate::filters::check_name(&filter_name).map_err(|e| format!("{directive}: {e}"))?;
+        crate::filters::register(&filter_name, input);
+        cfg.add_filter(FilterDecl {
+            name: filter_name.clone(),
+            input,
+            handler: Handler {
+                spec: spec.clone(),
+                directory: handler_directory(cmd, cfg),
+                extensions: Vec::new(),
+                silent: false,
+            },
+        });
         Ok(())
     })
 }

@@ -14,6 +14,7 @@ mod dirconfig;
 mod directives;
 mod ffi;
 mod fields;
+mod filters;
 mod phases;
 mod req;
 mod request;

@@ -12,7 +12,8 @@ use std::ffi::{c_int, c_void, CStr, CString};
 use wasmpy_sandbox::{Handler, Outcome, PhaseCall, Session, DECLINED, DONE, OK};
 
 use crate::dirconfig::{
-    self, DirConfig, CLEANUP, CONTENT, FIXUP, HEADER_PARSER, INIT, LOG, PHASES, POST_READ, TRANS,
+    self, DirConfig, FilterDecl, CLEANUP, CONTENT, FIXUP, HEADER_PARSER, INIT, LOG, PHASES,
+    POST_READ, TRANS,
 };
 use crate::ffi::{self, request_rec};
 use crate::req::{ApacheRequest, Body};
@@ -32,6 +33,8 @@ struct RequestState {
     /// per-directory phase: the request's merged configuration may be gone
     /// when the request pool's cleanups run.
     cleanup: Option<DirConfig>,
+    /// Filters handlers registered for this request (`req.register_*_filter`).
+    filters: Vec<FilterDecl>,
 }
 
 /// The request's state, created (with the cleanup that ends it) on first use.
@@ -45,6 +48,7 @@ unsafe fn state<'a>(r: *mut request_rec) -> &'a mut RequestState {
         body: Body::default(),
         added: Vec::new(),
         cleanup: None,
+        filters: Vec::new(),
     }));
     ffi::wasmpy_shim_set_module_config((*r).request_config, state.cast());
     ffi::apr_pool_cleanup_register(
@@ -86,6 +90,26 @@ unsafe extern "C" fn end_request(data: *mut c_void) -> ffi::apr_status_t {
     0
 }
 
+/// Register `filter` for the rest of `r` (`req.register_*_filter`).
+pub(crate) unsafe fn register_filter(r: *mut request_rec, filter: FilterDecl) {
+    let filters = &mut state(r).filters;
+    filters.retain(|f| !(f.input == filter.input && f.name.eq_ignore_ascii_case(&filter.name)));
+    filters.push(filter);
+}
+
+/// The filter `name` a handler registered for `r`, if any.
+pub(crate) unsafe fn registered_filter(
+    r: *mut request_rec,
+    name: &str,
+    input: bool,
+) -> Option<FilterDecl> {
+    existing_state(r)?
+        .filters
+        .iter()
+        .find(|f| f.input == input && f.name.eq_ignore_ascii_case(name))
+        .cloned()
+}
+
 /// The handlers of `phase` in `cfg` that `keep` selects.
 fn handlers(
     cfg: &DirConfig,
@@ -118,7 +142,12 @@ fn guest_view(tenant: &str, path: &str) -> String {
 
 /// The interpreter name mod_python would use (names select within the
 /// tenant only: every name runs in the tenant's own sandbox).
-unsafe fn interpreter(r: *mut request_rec, cfg: &DirConfig, phase: usize, tenant: &str) -> String {
+pub(crate) unsafe fn interpreter(
+    r: *mut request_rec,
+    cfg: &DirConfig,
+    phase: usize,
+    tenant: &str,
+) -> String {
     if let Some(name) = cfg.value("PythonInterpreter") {
         return name.to_string();
     }
@@ -138,7 +167,7 @@ unsafe fn interpreter(r: *mut request_rec, cfg: &DirConfig, phase: usize, tenant
 }
 
 /// The tenant whose sandbox runs `cfg`'s handlers.
-unsafe fn tenant_of(r: *mut request_rec, cfg: &DirConfig) -> Option<String> {
+pub(crate) unsafe fn tenant_of(r: *mut request_rec, cfg: &DirConfig) -> Option<String> {
     cfg.tenant.clone().or_else(|| {
         config()
             .bound_tenant((*r).server as usize, cfg.path.as_deref())

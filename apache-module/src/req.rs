@@ -52,6 +52,9 @@ pub struct ApacheRequest {
     finished: bool,
     /// Phases a guest asked to run with `add_handler`.
     added: *mut Vec<String>,
+    /// Serving a filter call: no output, no body reads (the data passes
+    /// through the filter's result; anything else would re-enter it).
+    filter: bool,
 }
 
 // SAFETY: the sandbox calls the host only on the thread that called into it,
@@ -107,7 +110,14 @@ impl ApacheRequest {
             body,
             finished,
             added,
+            filter: false,
         }
+    }
+
+    /// The same view for a filter call.
+    pub fn in_filter(mut self) -> Self {
+        self.filter = true;
+        self
     }
 
     fn r(&self) -> &request_rec {
@@ -127,6 +137,12 @@ impl ApacheRequest {
     }
 
     fn output_allowed(&self) -> Result<(), HostError> {
+        if self.filter {
+            return Err(HostError::new(
+                ErrorKind::Invalid,
+                "a filter sends its output with filter.write, not through req",
+            ));
+        }
         if self.finished {
             return Err(HostError::new(
                 ErrorKind::Invalid,
@@ -144,6 +160,12 @@ impl ApacheRequest {
 
 impl RequestHost for ApacheRequest {
     fn read(&mut self, max: usize) -> Result<Vec<u8>, HostError> {
+        if self.filter {
+            return Err(HostError::new(
+                ErrorKind::Invalid,
+                "a filter reads its data with filter.read, not req.read",
+            ));
+        }
         if self.finished {
             return Err(HostError::new(
                 ErrorKind::Invalid,
@@ -459,6 +481,28 @@ impl RequestHost for ApacheRequest {
                     none
                 }
                 "get_addhandler_exts" => Ok(vec![String::new()]),
+                "add_output_filter" | "add_input_filter" => {
+                    crate::filters::add(r, arg(0), op == "add_input_filter")
+                        .map_err(|e| invalid(&e))?;
+                    none
+                }
+                "register_output_filter" | "register_input_filter" => {
+                    crate::phases::register_filter(
+                        r,
+                        crate::dirconfig::FilterDecl {
+                            name: arg(0).to_string(),
+                            input: op == "register_input_filter",
+                            handler: wasmpy_sandbox::Handler {
+                                spec: arg(1).to_string(),
+                                directory: (!arg(2).is_empty())
+                                    .then(|| std::path::PathBuf::from(arg(2))),
+                                extensions: Vec::new(),
+                                silent: false,
+                            },
+                        },
+                    );
+                    none
+                }
                 "add_handler" if self.added.is_null() => Err(HostError::unsupported(op)),
                 "add_handler" => {
                     let phase = arg(0).to_string();

@@ -42,10 +42,17 @@ extern int wasmpy_phase_authz(request_rec *r);
 extern int wasmpy_phase_type(request_rec *r);
 extern int wasmpy_phase_fixup(request_rec *r);
 extern int wasmpy_phase_log(request_rec *r);
+extern const char *wasmpy_cmd_python_filter(cmd_parms *cmd, void *cfg, const char *handler, const char *name);
+extern apr_status_t wasmpy_output_filter(ap_filter_t *f, apr_bucket_brigade *bb);
+extern apr_status_t wasmpy_input_filter(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_t mode,
+                                        apr_read_type_e block, apr_off_t readbytes);
 
 /* The module record is defined in Rust (src/lib.rs) so that it is exported
  * from the cdylib; it points at this table and this hook registration. */
 extern module AP_MODULE_DECLARE_DATA wasmpy_module;
+void wasmpy_shim_register_filter(const char *name, int input);
+#define WASMPY_DYNAMIC_OUTPUT "WASMPY_DYNAMIC_OUTPUT"
+#define WASMPY_DYNAMIC_INPUT "WASMPY_DYNAMIC_INPUT"
 APLOG_USE_MODULE(wasmpy);
 
 const command_rec wasmpy_shim_cmds[] = {
@@ -109,6 +116,10 @@ const command_rec wasmpy_shim_cmds[] = {
                     "name the interpreter after the requested file's directory"),
     AP_INIT_NO_ARGS("PythonInterpPerDirective", wasmpy_cmd_python_no_args, "PythonInterpPerDirective", OR_FILEINFO,
                     "name the interpreter after the directive's directory"),
+    AP_INIT_TAKE2("PythonOutputFilter", wasmpy_cmd_python_filter, NULL, RSRC_CONF | ACCESS_CONF,
+                  "a Python output filter: module[::object] and the filter's name"),
+    AP_INIT_TAKE2("PythonInputFilter", wasmpy_cmd_python_filter, (void *)1, RSRC_CONF | ACCESS_CONF,
+                  "a Python input filter: module[::object] and the filter's name"),
     AP_INIT_TAKE2("PythonImport", wasmpy_cmd_python_import, NULL, RSRC_CONF,
                   "a module to import in each instance before its first handler, and an interpreter name"),
     {NULL}
@@ -135,6 +146,85 @@ void wasmpy_shim_register_hooks(apr_pool_t *p)
     ap_hook_type_checker(wasmpy_phase_type, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_fixups(wasmpy_phase_fixup, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_log_transaction(wasmpy_phase_log, NULL, NULL, APR_HOOK_MIDDLE);
+    /* The filters a handler registers for its request (req.register_*_filter). */
+    wasmpy_shim_register_filter(WASMPY_DYNAMIC_OUTPUT, 0);
+    wasmpy_shim_register_filter(WASMPY_DYNAMIC_INPUT, 1);
+}
+
+/* Python filters (apache-module/src/filters.rs). */
+void wasmpy_shim_register_filter(const char *name, int input)
+{
+    if (input)
+        ap_register_input_filter(name, wasmpy_input_filter, NULL, AP_FTYPE_RESOURCE);
+    else
+        ap_register_output_filter(name, wasmpy_output_filter, NULL, AP_FTYPE_RESOURCE);
+}
+
+/* The first bucket of bb: 0 data (*data, *len set), 1 flush, 2 end of
+ * stream, 3 other metadata, -1 none, -2 read error. */
+int wasmpy_shim_brigade_first(apr_bucket_brigade *bb, const char **data, apr_size_t *len)
+{
+    apr_bucket *b;
+    if (APR_BRIGADE_EMPTY(bb))
+        return -1;
+    b = APR_BRIGADE_FIRST(bb);
+    if (APR_BUCKET_IS_EOS(b))
+        return 2;
+    if (APR_BUCKET_IS_FLUSH(b))
+        return 1;
+    if (APR_BUCKET_IS_METADATA(b))
+        return 3;
+    return apr_bucket_read(b, data, len, APR_BLOCK_READ) == APR_SUCCESS ? 0 : -2;
+}
+
+/* Whether bb has no bucket. */
+int wasmpy_shim_brigade_empty(apr_bucket_brigade *bb)
+{
+    return APR_BRIGADE_EMPTY(bb);
+}
+
+/* Split the first bucket of bb after `at` bytes. */
+void wasmpy_shim_brigade_split_first(apr_bucket_brigade *bb, apr_size_t at)
+{
+    if (!APR_BRIGADE_EMPTY(bb))
+        apr_bucket_split(APR_BRIGADE_FIRST(bb), at);
+}
+
+/* Move the first bucket of `from` to the end of `to`. */
+void wasmpy_shim_brigade_move_first(apr_bucket_brigade *from, apr_bucket_brigade *to)
+{
+    apr_bucket *b;
+    if (APR_BRIGADE_EMPTY(from))
+        return;
+    b = APR_BRIGADE_FIRST(from);
+    APR_BUCKET_REMOVE(b);
+    APR_BRIGADE_INSERT_TAIL(to, b);
+}
+
+/* Delete the first bucket of bb. */
+void wasmpy_shim_brigade_drop_first(apr_bucket_brigade *bb)
+{
+    if (!APR_BRIGADE_EMPTY(bb))
+        apr_bucket_delete(APR_BRIGADE_FIRST(bb));
+}
+
+/* Append a copy of data (if any), then a flush and/or an end of stream. */
+void wasmpy_shim_brigade_append(apr_bucket_brigade *bb, const char *data, apr_size_t len,
+                                int flush, int eos)
+{
+    apr_bucket_alloc_t *a = bb->bucket_alloc;
+    if (len > 0)
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_heap_create(data, len, NULL, a));
+    if (flush)
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_flush_create(a));
+    if (eos)
+        APR_BRIGADE_INSERT_TAIL(bb, apr_bucket_eos_create(a));
+}
+
+/* A new empty brigade in r's pool. */
+apr_bucket_brigade *wasmpy_shim_brigade_create(request_rec *r)
+{
+    return apr_brigade_create(r->pool, r->connection->bucket_alloc);
 }
 
 /* Macros of httpd made callable. */

@@ -1,4 +1,5 @@
-"""The mod_wasmpy runtime's exports: `load`, `handle`, `run-phase`, `end-request`.
+"""The mod_wasmpy runtime's exports: `load`, `handle`, `run-phase`, `run-filter`,
+`end-request`.
 
 This module's top level runs once, at build time, inside componentize-py;
 the resulting interpreter state is snapshotted into the runtime component.
@@ -49,7 +50,8 @@ from wasmpy import _host
 # The generated bindings exist only at build time (under /world): load them
 # now so that they are part of the snapshot.
 _host._load()
-from wasmpy import phases, wsgi
+_host._load_state()
+from wasmpy import filters, phases, wsgi
 import wasmpy.request  # noqa: F401
 
 # Where the host mounts the read-only standard library and the tenant's code.
@@ -190,6 +192,23 @@ class WitWorld(wit_world.WitWorld):
             return wit_world.PhaseResult(status=status, failure=_FAILURES.get(failure))
         except BaseException:  # noqa: BLE001 - last resort: never trap
             return wit_world.PhaseResult(status=500, failure=Failure.EXCEPTION)
+
+    def run_filter(self, id: int, call: wit_world.FilterCall) -> wit_world.FilterResult:
+        try:
+            try:
+                output, closed, disabled, flush, failure = filters.run_filter(id, call)
+            except MemoryError:
+                gc.collect()
+                _host.log_exception("mod_wasmpy: MemoryError in a mod_python filter")
+                output, closed, disabled, flush, failure = b"", False, True, False, "memory"
+            finally:
+                _flush_streams()
+            return wit_world.FilterResult(
+                output=output.decode("latin-1"), closed=closed, disabled=disabled, flush=flush,
+                failure=_FAILURES.get(failure))
+        except BaseException:  # noqa: BLE001 - last resort: never trap
+            return wit_world.FilterResult(output="", closed=False, disabled=True, flush=False,
+                                          failure=Failure.EXCEPTION)
 
     def end_request(self, id: int) -> None:
         try:

@@ -161,6 +161,42 @@ pub struct PhaseCall {
     pub interpreter: String,
 }
 
+/// One call of a mod_python filter over one piece of the data passing
+/// through it (the data itself is passed beside it).
+#[derive(Debug, Clone)]
+pub struct FilterCall {
+    /// The filter's handler (`module[::object]`, where declared).
+    pub handler: Handler,
+    /// The filter's name.
+    pub name: String,
+    /// An input filter (the request body) rather than an output filter.
+    pub input: bool,
+    /// The end of the stream follows the piece.
+    pub eos: bool,
+    /// `PythonOption`s.
+    pub options: Vec<(String, String)>,
+    /// Other directives in effect (`req.get_config()`).
+    pub config: Vec<(String, String)>,
+    /// Interpreter name.
+    pub interpreter: String,
+}
+
+/// What a filter did with one piece.
+#[derive(Debug, Clone)]
+pub struct FilterOutcome {
+    /// How the call ended: anything but `Ok` means the filter is broken
+    /// (its instance failed) and the stream must be aborted.
+    pub outcome: Outcome,
+    /// The bytes to pass on.
+    pub output: Vec<u8>,
+    /// The end of the stream follows `output`.
+    pub closed: bool,
+    /// Pass everything on unchanged from now on.
+    pub disabled: bool,
+    /// Send what is written now.
+    pub flush: bool,
+}
+
 /// What a phase decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PhaseOutcome {

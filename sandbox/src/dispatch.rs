@@ -49,6 +49,8 @@ pub(crate) enum Call<'a> {
     Wsgi(&'a bindings::WsgiRequest),
     /// A mod_python phase of request `id`.
     Phase(u64, &'a bindings::PhaseCall),
+    /// A filter of request `id` over one piece of data.
+    Filter(u64, &'a bindings::FilterCall),
     /// Request `id` is over (no request attached).
     End(u64),
 }
@@ -57,6 +59,7 @@ pub(crate) enum Call<'a> {
 pub(crate) enum Answer {
     Wsgi(bindings::WsgiResponse),
     Phase(bindings::PhaseResult),
+    Filter(bindings::FilterResult),
     End,
 }
 
@@ -256,6 +259,11 @@ impl Inner {
                     .call_run_phase(&mut instance.store, id, phase)
                     .await
                     .map(Answer::Phase),
+                Call::Filter(id, filter) => instance
+                    .gateway
+                    .call_run_filter(&mut instance.store, id, filter)
+                    .await
+                    .map(Answer::Filter),
                 Call::End(id) => instance
                     .gateway
                     .call_end_request(&mut instance.store, id)
@@ -278,6 +286,7 @@ impl Inner {
                 let memory_failure = match &answer {
                     Answer::Wsgi(r) => failure_outcome(r.failure) == Outcome::Memory,
                     Answer::Phase(r) => failure_outcome(r.failure) == Outcome::Memory,
+                    Answer::Filter(r) => failure_outcome(r.failure) == Outcome::Memory,
                     Answer::End => false,
                 };
                 if memory_failure || pool.must_recycle(&instance) {

@@ -15,8 +15,8 @@ use crate::bindings::Gateway;
 use crate::clock::RequestClock;
 use crate::host::state::StateLocks;
 use crate::host::HostState;
-use crate::pool::TenantDirs;
 use crate::logpipe::LogPipe;
+use crate::pool::TenantDirs;
 use crate::runtime::Runtime;
 use crate::LogSink;
 

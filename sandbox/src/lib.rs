@@ -41,7 +41,8 @@ use instance::{GlobalUsage, Instance};
 use pool::{Pool, TenantDirs};
 
 pub use api::{
-    Handler, Outcome, PhaseCall, PhaseOutcome, Request, Response, TenantStats, DECLINED, DONE, OK,
+    FilterCall, FilterOutcome, Handler, Outcome, PhaseCall, PhaseOutcome, Request, Response,
+    TenantStats, DECLINED, DONE, OK,
 };
 pub use host::grants::{Grants, PathRefused};
 pub use host::request::{Detached, Entries, ErrorKind, HostError, RequestHost, Table, Value};
@@ -333,7 +334,10 @@ impl Inner {
         };
         let state = self.state_dir.join(&tenant.name);
         let dirs = TenantDirs {
-            pycache: writable(self.cache_dir.join("pycache").join(&tenant.name), "bytecode cache"),
+            pycache: writable(
+                self.cache_dir.join("pycache").join(&tenant.name),
+                "bytecode cache",
+            ),
             state: writable(state.join("data"), "state directory"),
             locks: writable(state.join("locks"), "lock directory"),
         };

@@ -4,10 +4,12 @@
 
 use std::sync::Arc;
 
-use crate::api::{Handler, Outcome, PhaseCall, PhaseOutcome, DECLINED, DONE, OK};
+use crate::api::{
+    FilterCall, FilterOutcome, Handler, Outcome, PhaseCall, PhaseOutcome, DECLINED, DONE, OK,
+};
 use crate::bindings;
 use crate::dispatch::{failure_outcome, record, Answer, Call, Slot};
-use crate::host::request::{ActiveRequest, RequestHost};
+use crate::host::request::{latin1_bytes, to_text, ActiveRequest, RequestHost};
 use crate::pool::Counters;
 use crate::{Inner, Sandbox};
 
@@ -106,21 +108,88 @@ impl Session {
         result
     }
 
-    fn to_wit(&self, call: &PhaseCall) -> bindings::PhaseCall {
-        let grants = &self.slot.pool.grants;
-        let handler = |h: &Handler| bindings::Handler {
+    /// Run a filter over one piece of `data`, with `host` as the live
+    /// request (a host refuses output and body reads during a filter: the
+    /// data passes through the result). The outcome is `Ok` or
+    /// `Exception` (the guest disabled the filter) when the guest answered;
+    /// anything else means the instance failed and the stream must end.
+    pub fn run_filter(
+        &mut self,
+        call: &FilterCall,
+        data: &[u8],
+        host: Box<dyn RequestHost + Send>,
+    ) -> FilterOutcome {
+        let failed = |outcome| FilterOutcome {
+            outcome,
+            output: Vec::new(),
+            closed: false,
+            disabled: false,
+            flush: false,
+        };
+        if self.broken {
+            return failed(Outcome::Trap);
+        }
+        let pool = Arc::clone(&self.slot.pool);
+        let wit_call = bindings::FilterCall {
+            handler: self.handler_to_wit(&call.handler),
+            name: call.name.clone(),
+            is_input: call.input,
+            data: to_text(data),
+            eos: call.eos,
+            options: call.options.clone(),
+            config: call.config.clone(),
+            interpreter: call.interpreter.clone(),
+        };
+        let active = ActiveRequest::new(self.id, host, &pool, 0);
+        let ran = self.inner.run(
+            &mut self.slot,
+            Some(active),
+            Call::Filter(self.id, &wit_call),
+        );
+        self.needs_end |= ran.needs_end;
+        self.broken = self.slot.instance.is_none();
+        let result = match ran.answer {
+            Ok(Answer::Filter(result)) => match latin1_bytes(&result.output) {
+                Ok(output) => FilterOutcome {
+                    outcome: failure_outcome(result.failure),
+                    output,
+                    closed: result.closed,
+                    disabled: result.disabled,
+                    flush: result.flush,
+                },
+                Err(_) => failed(Outcome::InvalidResponse),
+            },
+            Ok(_) => failed(Outcome::Trap),
+            Err(outcome) => failed(outcome),
+        };
+        record(&pool.counters, result.outcome);
+        if result.outcome == Outcome::Timeout {
+            pool.penalize();
+        }
+        result
+    }
+
+    fn handler_to_wit(&self, h: &Handler) -> bindings::Handler {
+        bindings::Handler {
             spec: h.spec.clone(),
             directory: h
                 .directory
                 .as_deref()
-                .and_then(|d| grants.to_guest(d))
+                .and_then(|d| self.slot.pool.grants.to_guest(d))
                 .unwrap_or_default(),
             extensions: h.extensions.clone(),
             silent: h.silent,
-        };
+        }
+    }
+
+    fn to_wit(&self, call: &PhaseCall) -> bindings::PhaseCall {
         bindings::PhaseCall {
             phase: call.phase.clone(),
-            handlers: call.handlers.iter().map(handler).collect(),
+            handlers: call
+                .handlers
+                .iter()
+                .map(|h| self.handler_to_wit(h))
+                .collect(),
             options: call.options.clone(),
             config: call.config.clone(),
             imports: call.imports.clone(),

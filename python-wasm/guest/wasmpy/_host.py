@@ -73,20 +73,34 @@ def _load():
     return _bindings
 
 
-def _invoke_state(name, *args):
-    _request, _types, Err = _bindings or _load()
-    from wit_world.imports import state
+# The `state` interface, loaded with the others (the bindings exist only at
+# build time, when the gateway imports this module).
+_state = None
 
+
+def _load_state():
+    global _state
+    if _state is None:
+        _load()
+        from wit_world.imports import state
+
+        _state = state
+    return _state
+
+
+def _invoke_state(name, *args):
+    state = _state or _load_state()
     try:
         return getattr(state, name)(*args)
-    except Err as err:
+    except _bindings[2] as err:
         _raise(err)
 
 
 def reset_bindings():
     """Forget the loaded bindings (tests swap fake hosts)."""
-    global _bindings
+    global _bindings, _state
     _bindings = None
+    _state = None
 
 
 def _raise(err):

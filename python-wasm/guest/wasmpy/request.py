@@ -758,25 +758,47 @@ class Request:
 
     # -- what a sandbox has not --
 
+    # -- filters --
+
     def add_input_filter(self, filter_name):
-        _not_here("req.add_input_filter()", "mod_wasmpy runs no Python filters")
+        """Add the input filter `filter_name` (a PythonInputFilter, one
+        registered with register_input_filter, or an Apache filter)."""
+        self._wp_call("add_input_filter", _check_str("filter_name", filter_name),
+                      invalidate=False)
 
     def add_output_filter(self, filter_name):
-        _not_here("req.add_output_filter()", "mod_wasmpy runs no Python filters")
+        """Add the output filter `filter_name` to this request."""
+        self._wp_call("add_output_filter", _check_str("filter_name", filter_name),
+                      invalidate=False)
 
     def register_input_filter(self, filter_name, filter, dir=None):
-        _not_here("req.register_input_filter()", "mod_wasmpy runs no Python filters")
+        """Make `filter` (module[::object]) the input filter `filter_name`
+        for this request (add it with add_input_filter)."""
+        self._wp_register_filter("input", filter_name, filter, dir)
 
     def register_output_filter(self, filter_name, filter, dir=None):
-        _not_here("req.register_output_filter()", "mod_wasmpy runs no Python filters")
+        """Make `filter` (module[::object]) the output filter `filter_name`
+        for this request (add it with add_output_filter)."""
+        self._wp_register_filter("output", filter_name, filter, dir)
+
+    def _wp_register_filter(self, kind, filter_name, handler, dir):
+        if dir is None:
+            dir = self._wp_hdir or ""
+        self._wp_call(f"register_{kind}_filter", _check_str("filter_name", filter_name),
+                      _check_str("filter", handler), _check_str("dir", dir), invalidate=False)
 
     def build_wsgi_env(self):
-        _not_here("req.build_wsgi_env()",
-                  "mod_python.wsgi is not provided; serve WSGI applications with WasmPyApp")
+        """The PEP 3333 environ of this request (mod_python.wsgi), or None
+        when req.uri is outside `mod_python.wsgi.base_uri`."""
+        from mod_python import wsgi
 
-    def wsgi_start_response(self, *args):
-        _not_here("req.wsgi_start_response()",
-                  "mod_python.wsgi is not provided; serve WSGI applications with WasmPyApp")
+        return wsgi.build_env(self)
+
+    def wsgi_start_response(self, status, headers, exc_info=None):
+        """PEP 3333's start_response over this request; returns write()."""
+        from mod_python import wsgi
+
+        return wsgi.start_response(self, status, headers, exc_info)
 
     def __repr__(self):
         return f"<mp_request {self._wp_id}{' (over)' if self._wp_ended else ''}>"

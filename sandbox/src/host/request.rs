@@ -195,6 +195,10 @@ pub const OPERATIONS: &[&str] = &[
     "note_basic_auth_failure",
     "flush",
     "register_cleanup",
+    "add_input_filter",
+    "add_output_filter",
+    "register_input_filter",
+    "register_output_filter",
 ];
 
 /// Fields a guest may set, with the kind of value each takes.
@@ -327,7 +331,7 @@ fn to_bytes(text: &str) -> Vec<u8> {
 }
 
 /// Bytes the guest sent as Latin-1 text (one character per byte).
-fn latin1_bytes(text: &str) -> Result<Vec<u8>, HostError> {
+pub(crate) fn latin1_bytes(text: &str) -> Result<Vec<u8>, HostError> {
     if text.is_ascii() {
         return Ok(text.as_bytes().to_vec());
     }
@@ -338,7 +342,7 @@ fn latin1_bytes(text: &str) -> Result<Vec<u8>, HostError> {
 }
 
 /// Bytes from the host as text, Latin-1 (lossless).
-fn to_text(bytes: &[u8]) -> String {
+pub(crate) fn to_text(bytes: &[u8]) -> String {
     bytes.iter().map(|&b| b as char).collect()
 }
 
@@ -557,7 +561,51 @@ impl HostState {
                 "internal_redirect needs a path starting with '/'",
             ));
         }
+        if op.starts_with("add_") && op.ends_with("_filter") {
+            check_filter_name(args.first().map_or("", String::as_str))?;
+        }
+        if op.starts_with("register_") {
+            // (name, module[::object], directory): the directory is a guest
+            // path; the host gets it inside the tenant's grants, or "".
+            let [name, spec, dir] = args else {
+                return Err(HostError::invalid(
+                    "register a filter with a name, a handler and a directory",
+                ));
+            };
+            check_filter_name(name)?;
+            if spec.is_empty() || spec.len() > 1024 {
+                return Err(HostError::invalid("a filter handler is 1 to 1024 bytes"));
+            }
+            let dir = if dir.is_empty() {
+                String::new()
+            } else {
+                let host = active
+                    .grants
+                    .to_host_existing(dir)
+                    .map_err(|e| HostError::new(ErrorKind::Denied, format!("{op}: {e}")))?;
+                host.to_str()
+                    .ok_or_else(|| HostError::invalid("a path is not UTF-8"))?
+                    .to_string()
+            };
+            return active.host.call(op, &[name.clone(), spec.clone(), dir]);
+        }
         active.host.call(op, args)
+    }
+}
+
+/// A filter name: 1-64 characters of `[A-Za-z0-9_.-]` (Apache's names are
+/// case-insensitive words).
+fn check_filter_name(name: &str) -> Result<(), HostError> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(HostError::invalid(
+            "a filter name is 1 to 64 characters of A-Z, a-z, 0-9, '_', '-' and '.'",
+        ))
     }
 }
 

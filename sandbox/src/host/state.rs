@@ -89,7 +89,9 @@ impl StateLocks {
                 break;
             }
             let err = std::io::Error::last_os_error();
-            if err.raw_os_error() != Some(libc::EWOULDBLOCK) && err.kind() != std::io::ErrorKind::Interrupted {
+            if err.raw_os_error() != Some(libc::EWOULDBLOCK)
+                && err.kind() != std::io::ErrorKind::Interrupted
+            {
                 return Err(io("cannot take a lock")(err));
             }
             let now = Instant::now();
@@ -153,7 +155,9 @@ fn io(what: &'static str) -> impl Fn(std::io::Error) -> HostError {
 impl wit::Host for HostState {
     fn lock(&mut self, key: String) -> Result<(), wit_types::Error> {
         if self.request.is_none() {
-            return Err(HostError::new(ErrorKind::Stale, "locks are taken during a request").into());
+            return Err(
+                HostError::new(ErrorKind::Stale, "locks are taken during a request").into(),
+            );
         }
         let deadline = self.clock.deadline();
         Ok(self.locks.lock(&key, deadline)?)
@@ -200,7 +204,10 @@ mod tests {
         let mut a = StateLocks::new(Some(&dir));
         let far = Instant::now() + Duration::from_secs(5);
         assert_eq!(a.lock("", far).unwrap_err().kind, ErrorKind::Invalid);
-        assert_eq!(a.lock(&"k".repeat(MAX_KEY + 1), far).unwrap_err().kind, ErrorKind::Invalid);
+        assert_eq!(
+            a.lock(&"k".repeat(MAX_KEY + 1), far).unwrap_err().kind,
+            ErrorKind::Invalid
+        );
         let mut refused = None;
         for i in 0..1000 {
             if let Err(e) = a.lock(&format!("key-{i}"), far) {

@@ -1,0 +1,423 @@
+//! mod_python's filters: `PythonOutputFilter` / `PythonInputFilter` (and the
+//! filters a handler registers with `req.register_*_filter`) as Apache
+//! filters whose handler runs in the sandbox of the tenant bound to the
+//! request's scope.
+//!
+//! A filter streams: the data passing through is cut into pieces of at
+//! most [`PIECE`] bytes, and each piece is one `run-filter` call, so a
+//! filter never holds the whole response. It runs in an instance of its own
+//! (a [`Session`] kept in the filter's context), because the content it
+//! filters may be produced by a handler of the same tenant that is itself
+//! inside a call of its instance; that instance goes back at the end of the
+//! stream. During a filter call the request refuses output and body reads:
+//! the filter's output is its result.
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+
+use wasmpy_sandbox::{FilterCall, Outcome, Session};
+
+use crate::dirconfig::{self, FilterDecl};
+use crate::ffi::{self, ap_filter_t, apr_bucket_brigade, request_rec};
+use crate::phases;
+use crate::req::{ApacheRequest, Body};
+use crate::{guard, sandbox, text};
+
+/// The Apache filter that runs the output filters a handler registered.
+pub const DYNAMIC_OUTPUT: &CStr = c"WASMPY_DYNAMIC_OUTPUT";
+/// The Apache filter that runs the input filters a handler registered.
+pub const DYNAMIC_INPUT: &CStr = c"WASMPY_DYNAMIC_INPUT";
+/// Most bytes one `run-filter` call gets.
+const PIECE: usize = 64 * 1024;
+
+const APR_SUCCESS: ffi::apr_status_t = 0;
+/// `APR_EGENERAL`: the stream is aborted.
+const APR_EGENERAL: ffi::apr_status_t = 20014;
+
+/// A filter name: 1-64 characters of `[A-Za-z0-9_.-]`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "filter name {name:?}: 1 to 64 characters of A-Z, a-z, 0-9, '_', '-' and '.'"
+        ))
+    }
+}
+
+/// Make `name` an Apache filter run by this module.
+pub unsafe fn register(name: &str, input: bool) {
+    if let Ok(name) = CString::new(name) {
+        ffi::wasmpy_shim_register_filter(name.as_ptr(), c_int::from(input));
+    }
+}
+
+/// One filter of one request.
+pub struct FilterCtx {
+    /// A filter a handler registered: its declaration.
+    dynamic: Option<FilterDecl>,
+    /// What each call carries, and the tenant (resolved at the first call).
+    resolved: Option<(FilterCall, String)>,
+    session: Option<Session>,
+    closed: bool,
+    disabled: bool,
+    /// Output brigade (output filters) or the brigade read from below (input).
+    brigade: *mut apr_bucket_brigade,
+    /// A filter call may not read the body or add handlers: these stay empty.
+    body: Body,
+    added: Vec<String>,
+}
+
+impl FilterCtx {
+    fn new(dynamic: Option<FilterDecl>) -> Self {
+        FilterCtx {
+            dynamic,
+            resolved: None,
+            session: None,
+            closed: false,
+            disabled: false,
+            brigade: std::ptr::null_mut(),
+            body: Body::default(),
+            added: Vec::new(),
+        }
+    }
+}
+
+/// A context in `r`'s pool (freed, with its instance, by the pool's cleanup).
+pub unsafe fn new_ctx(r: *mut request_rec, dynamic: Option<FilterDecl>) -> *mut FilterCtx {
+    let ctx = Box::into_raw(Box::new(FilterCtx::new(dynamic)));
+    ffi::apr_pool_cleanup_register(
+        (*r).pool,
+        ctx.cast(),
+        Some(drop_ctx),
+        Some(ffi::apr_pool_cleanup_null),
+    );
+    ctx
+}
+
+unsafe extern "C" fn drop_ctx(ptr: *mut c_void) -> ffi::apr_status_t {
+    // SAFETY: registered by new_ctx with a pointer from Box::into_raw, run once.
+    guard((), || drop(Box::from_raw(ptr.cast::<FilterCtx>())));
+    0
+}
+
+/// Add the filter `name` to `r`: one a handler registered for the request
+/// if there is one, else Apache's filter of that name (a Python filter
+/// declared in scope, or any other module's).
+pub unsafe fn add(r: *mut request_rec, name: &str, input: bool) -> Result<(), String> {
+    let c_name = CString::new(name).map_err(|_| "a filter name has no NUL".to_string())?;
+    let added = match phases::registered_filter(r, name, input) {
+        Some(decl) => {
+            let ctx = new_ctx(r, Some(decl)).cast::<c_void>();
+            if input {
+                ffi::ap_add_input_filter(DYNAMIC_INPUT.as_ptr(), ctx, r, (*r).connection)
+            } else {
+                ffi::ap_add_output_filter(DYNAMIC_OUTPUT.as_ptr(), ctx, r, (*r).connection)
+            }
+        }
+        None if input => {
+            ffi::ap_add_input_filter(c_name.as_ptr(), std::ptr::null_mut(), r, (*r).connection)
+        }
+        None => {
+            ffi::ap_add_output_filter(c_name.as_ptr(), std::ptr::null_mut(), r, (*r).connection)
+        }
+    };
+    if added.is_null() {
+        return Err(format!(
+            "no {} filter named {name:?}",
+            if input { "input" } else { "output" }
+        ));
+    }
+    Ok(())
+}
+
+unsafe fn log(r: *mut request_rec, message: &str) {
+    let msg =
+        CString::new(format!("mod_wasmpy: {message}").replace('\0', "\\0")).unwrap_or_default();
+    ffi::wasmpy_shim_log_request(r, ffi::APLOG_ERR as c_int, msg.as_ptr());
+}
+
+/// The filter's context, created at its first call.
+unsafe fn ctx_of<'a>(f: *mut ap_filter_t) -> Option<&'a mut FilterCtx> {
+    let r = (*f).r;
+    if r.is_null() {
+        return None;
+    }
+    if (*f).ctx.is_null() {
+        (*f).ctx = new_ctx(r, None).cast();
+    }
+    (*f).ctx.cast::<FilterCtx>().as_mut()
+}
+
+/// Resolve what the filter runs, once: `Err` when it must not run at all.
+unsafe fn resolve(f: *mut ap_filter_t, ctx: &mut FilterCtx, input: bool) -> Result<(), String> {
+    if ctx.resolved.is_some() {
+        return Ok(());
+    }
+    let r = (*f).r;
+    let default = dirconfig::DirConfig::default();
+    let cfg = dirconfig::get((*r).per_dir_config).unwrap_or(&default);
+    let name = text((*(*f).frec).name).to_string();
+    let decl = match &ctx.dynamic {
+        Some(decl) => decl.clone(),
+        None => cfg
+            .filter(&name, input)
+            .cloned()
+            .ok_or_else(|| format!("the filter {name} is not declared in this scope"))?,
+    };
+    let tenant = phases::tenant_of(r, cfg)
+        .ok_or_else(|| format!("{}: no WasmPyTenant binds this scope", decl.name))?;
+    let call = FilterCall {
+        interpreter: phases::interpreter(r, cfg, dirconfig::CONTENT, &tenant),
+        handler: decl.handler,
+        name: decl.name,
+        input,
+        eos: false,
+        options: cfg.option_table(),
+        config: cfg.config_table(),
+    };
+    ctx.resolved = Some((call, tenant));
+    Ok(())
+}
+
+/// Run the filter over `data`; its output goes to `out`. `Err`: the
+/// stream must end (the instance failed, or none could be had).
+unsafe fn run(
+    r: *mut request_rec,
+    ctx: &mut FilterCtx,
+    data: &[u8],
+    eos: bool,
+    out: *mut apr_bucket_brigade,
+) -> Result<(), ()> {
+    if ctx.closed {
+        return Ok(());
+    }
+    if ctx.disabled {
+        ffi::wasmpy_shim_brigade_append(out, data.as_ptr().cast(), data.len(), 0, c_int::from(eos));
+        return Ok(());
+    }
+    let Some((call, tenant)) = ctx.resolved.as_mut() else {
+        return Err(());
+    };
+    if ctx.session.is_none() {
+        let Some(sandbox) = sandbox() else {
+            log(
+                r,
+                &format!("no sandbox in this child: filter {} refused", call.name),
+            );
+            return Err(());
+        };
+        match sandbox.session(tenant) {
+            Ok(session) => ctx.session = Some(session),
+            Err(outcome) => {
+                log(
+                    r,
+                    &format!(
+                        "[tenant {tenant}] filter {}: no instance: {outcome:?}",
+                        call.name
+                    ),
+                );
+                return Err(());
+            }
+        }
+    }
+    call.eos = eos;
+    let host = ApacheRequest::new(r, &mut ctx.body, &mut ctx.added, false).in_filter();
+    let Some(session) = ctx.session.as_mut() else {
+        return Err(());
+    };
+    let result = session.run_filter(call, data, Box::new(host));
+    match result.outcome {
+        Outcome::Ok | Outcome::Exception | Outcome::ImportFailed => {}
+        outcome => {
+            log(
+                r,
+                &format!("[tenant {tenant}] filter {} failed: {outcome:?}", call.name),
+            );
+            ctx.session = None;
+            return Err(());
+        }
+    }
+    ctx.disabled |= result.disabled;
+    ctx.closed |= result.closed;
+    let end = result.closed || eos;
+    ffi::wasmpy_shim_brigade_append(
+        out,
+        result.output.as_ptr().cast(),
+        result.output.len(),
+        c_int::from(result.flush && !end),
+        c_int::from(end),
+    );
+    if end {
+        // The stream is over: the instance goes back now.
+        ctx.closed = true;
+        ctx.session = None;
+    }
+    Ok(())
+}
+
+/// Take the data buckets at the head of `bb` into `piece`, up to [`PIECE`]
+/// bytes; returns the bucket that stopped it: 1 flush, 2 end of stream,
+/// 3 other metadata, -1 none left, -2 read error, 0 the piece is full.
+unsafe fn take_data(bb: *mut apr_bucket_brigade, piece: &mut Vec<u8>) -> c_int {
+    loop {
+        let mut data: *const c_char = std::ptr::null();
+        let mut len: ffi::apr_size_t = 0;
+        let kind = ffi::wasmpy_shim_brigade_first(bb, &mut data, &mut len);
+        if kind != 0 {
+            return kind;
+        }
+        if len > 0 {
+            let room = PIECE - piece.len();
+            if len > room {
+                // Split: the rest stays in the bucket brigade for the next piece.
+                ffi::wasmpy_shim_brigade_split_first(bb, room);
+                piece.extend_from_slice(std::slice::from_raw_parts(data.cast::<u8>(), room));
+                ffi::wasmpy_shim_brigade_drop_first(bb);
+                return 0;
+            }
+            piece.extend_from_slice(std::slice::from_raw_parts(data.cast::<u8>(), len));
+        }
+        ffi::wasmpy_shim_brigade_drop_first(bb);
+        if piece.len() >= PIECE {
+            return 0;
+        }
+    }
+}
+
+/// The output filter: each piece of the response through the guest.
+#[no_mangle]
+pub unsafe extern "C" fn wasmpy_output_filter(
+    f: *mut ap_filter_t,
+    bb: *mut apr_bucket_brigade,
+) -> ffi::apr_status_t {
+    guard(APR_EGENERAL, || output_filter(f, bb))
+}
+
+unsafe fn output_filter(f: *mut ap_filter_t, bb: *mut apr_bucket_brigade) -> ffi::apr_status_t {
+    let Some(ctx) = ctx_of(f) else {
+        return ffi::ap_pass_brigade((*f).next, bb);
+    };
+    let r = (*f).r;
+    if let Err(message) = resolve(f, ctx, false) {
+        log(r, &message);
+        ffi::ap_remove_output_filter(f);
+        return ffi::ap_pass_brigade((*f).next, bb);
+    }
+    if ctx.brigade.is_null() {
+        ctx.brigade = ffi::wasmpy_shim_brigade_create(r);
+    }
+    let out = ctx.brigade;
+    let mut piece = Vec::new();
+    loop {
+        let stop = take_data(bb, &mut piece);
+        if stop == -2 {
+            return APR_EGENERAL;
+        }
+        let eos = stop == 2;
+        if !piece.is_empty() || eos {
+            if run(r, ctx, &piece, eos, out).is_err() {
+                ffi::apr_brigade_cleanup(bb.cast());
+                return APR_EGENERAL;
+            }
+            piece.clear();
+        }
+        match stop {
+            1 | 3 => ffi::wasmpy_shim_brigade_move_first(bb, out),
+            2 => ffi::wasmpy_shim_brigade_drop_first(bb),
+            _ => {}
+        }
+        let status = ffi::ap_pass_brigade((*f).next, out);
+        ffi::apr_brigade_cleanup(out.cast());
+        if status != APR_SUCCESS {
+            return status;
+        }
+        if stop == -1 || eos {
+            ffi::apr_brigade_cleanup(bb.cast());
+            return APR_SUCCESS;
+        }
+    }
+}
+
+/// The input filter: each piece of the request body through the guest.
+#[no_mangle]
+pub unsafe extern "C" fn wasmpy_input_filter(
+    f: *mut ap_filter_t,
+    bb: *mut apr_bucket_brigade,
+    mode: ffi::ap_input_mode_t,
+    block: ffi::apr_read_type_e,
+    readbytes: ffi::apr_off_t,
+) -> ffi::apr_status_t {
+    guard(APR_EGENERAL, || input_filter(f, bb, mode, block, readbytes))
+}
+
+unsafe fn input_filter(
+    f: *mut ap_filter_t,
+    bb: *mut apr_bucket_brigade,
+    mode: ffi::ap_input_mode_t,
+    block: ffi::apr_read_type_e,
+    readbytes: ffi::apr_off_t,
+) -> ffi::apr_status_t {
+    let pass = |f: *mut ap_filter_t| ffi::ap_get_brigade((*f).next, bb, mode, block, readbytes);
+    if mode != ffi::ap_input_mode_t_AP_MODE_READBYTES {
+        return pass(f);
+    }
+    let Some(ctx) = ctx_of(f) else {
+        return pass(f);
+    };
+    let r = (*f).r;
+    if let Err(message) = resolve(f, ctx, true) {
+        log(r, &message);
+        ffi::ap_remove_input_filter(f);
+        return pass(f);
+    }
+    if ctx.disabled {
+        return pass(f);
+    }
+    if ctx.closed {
+        ffi::wasmpy_shim_brigade_append(bb, std::ptr::null(), 0, 0, 1);
+        return APR_SUCCESS;
+    }
+    if ctx.brigade.is_null() {
+        ctx.brigade = ffi::wasmpy_shim_brigade_create(r);
+    }
+    let below = ctx.brigade;
+    let want = readbytes.clamp(1, PIECE as ffi::apr_off_t);
+    loop {
+        let status = ffi::ap_get_brigade((*f).next, below, mode, block, want);
+        if status != APR_SUCCESS {
+            ffi::apr_brigade_cleanup(below.cast());
+            return status;
+        }
+        let mut piece = Vec::new();
+        let mut eos = false;
+        loop {
+            match take_data(below, &mut piece) {
+                -1 => break,
+                -2 => {
+                    ffi::apr_brigade_cleanup(below.cast());
+                    return APR_EGENERAL;
+                }
+                2 => {
+                    eos = true;
+                    break;
+                }
+                1 | 3 => ffi::wasmpy_shim_brigade_drop_first(below),
+                _ => {}
+            }
+        }
+        ffi::apr_brigade_cleanup(below.cast());
+        if run(r, ctx, &piece, eos, bb).is_err() {
+            return APR_EGENERAL;
+        }
+        // A filter that kept everything back leaves nothing to return:
+        // read on (a blocking read makes progress or ends the body).
+        let nothing = ffi::wasmpy_shim_brigade_empty(bb) != 0;
+        if !nothing || eos || block != ffi::apr_read_type_e_APR_BLOCK_READ || piece.is_empty() {
+            return APR_SUCCESS;
+        }
+    }
+}
