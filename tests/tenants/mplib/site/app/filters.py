@@ -1,0 +1,30 @@
+"""Filters (tests/tests/mplib.rs): upper-case the response, swap a/A in the body."""
+
+
+def upper(filter):
+    data = filter.read()
+    while data:
+        filter.write(data.upper())
+        data = filter.read()
+    if data is None:
+        filter.close()
+
+
+def swap_a(filter):
+    data = filter.read()
+    while data:
+        filter.write(data.replace(b"a", b"A"))
+        data = filter.read()
+    if data is None:
+        filter.close()
+
+
+def sizes(filter):
+    """Writes the size of each piece it is given: shows the stream arrives in pieces."""
+    data = filter.read()
+    if data:
+        filter.write(b"[%d]" % len(data))
+    while data:
+        data = filter.read()
+    if data is None:
+        filter.close()
