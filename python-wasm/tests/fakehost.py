@@ -129,6 +129,27 @@ class PhaseResult:
     failure: Optional[Failure]
 
 
+@dataclass
+class FilterCall:
+    handler: Handler
+    name: str
+    is_input: bool
+    data: str
+    eos: bool
+    options: List[Tuple[str, str]]
+    config: List[Tuple[str, str]]
+    interpreter: str
+
+
+@dataclass
+class FilterResult:
+    output: str
+    closed: bool
+    disabled: bool
+    flush: bool
+    failure: Optional[Failure]
+
+
 class WitWorld:
     pass
 
@@ -335,7 +356,8 @@ def install():
     imports.state = _make_state_module()
     world = types.ModuleType("wit_world")
     world.imports = imports
-    for obj in (WsgiRequest, WsgiResponse, Handler, PhaseCall, PhaseResult, WitWorld):
+    for obj in (WsgiRequest, WsgiResponse, Handler, PhaseCall, PhaseResult, FilterCall,
+                FilterResult, WitWorld):
         setattr(world, obj.__name__, obj)
     sys.modules.update({
         "componentize_py_types": cpt,
