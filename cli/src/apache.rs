@@ -202,6 +202,11 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
                     chown(&mount.host, &opts.user)?;
                 }
             }
+            if tenant.wsgi_entry().is_none() {
+                // Used only through mod_python handlers (`--conf` binds it
+                // with WasmPyTenant): nothing to mount as a WSGI app.
+                continue;
+            }
         }
         // Invalid tenants are configured too: Apache then refuses to start
         // and names the policy file, line and key.
@@ -233,7 +238,7 @@ pub fn run(opts: Options) -> anyhow::Result<()> {
         std::process::exit(status.code().unwrap_or(1));
     }
     eprintln!(
-        "wasmpy: Apache ({} MPM) serving {} tenants on http://127.0.0.1:{}/ (config {}, logs in {})",
+        "wasmpy: Apache ({} MPM) serving {} WSGI tenants on http://127.0.0.1:{}/ (config {}, logs in {})",
         opts.mpm,
         tenants.len(),
         opts.port,
