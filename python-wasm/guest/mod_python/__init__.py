@@ -1,10 +1,13 @@
 """mod_python 3.5's Python API for handlers running in a mod_wasmpy sandbox.
 
-Only `apache` and `version` are provided so far; util, publisher, psp,
-Session and Cookie are not (importing them fails with ImportError).
+Written for mod_wasmpy from mod_python's documentation and behaviour
+(docs/mod_python.md): `apache` (with the `req` object), `util`
+(FieldStorage), `publisher`, `psp`, `Session`, `Cookie`, `wsgi` and
+`cgihandler`. Filters are served by `wasmpy.filters`.
 """
 
-__all__ = ["apache", "version"]
+__all__ = ["apache", "version", "util", "publisher", "psp", "Session", "Cookie", "wsgi",
+           "cgihandler"]
 
 from . import version
 

@@ -32,7 +32,7 @@ def tempdir():
 
 def lock(key):
     """Take the tenant-wide lock named `key` (a str); blocks until it is free
-    or the request's deadline passes (then raises wasmpy.RequestIOError).
+    or the request's deadline passes (then raises wasmpy.RequestIOError)."""
     from . import _host
 
     _host.state_lock(str(key))
