@@ -44,6 +44,16 @@ from wit_world.imports.types import Failure
 # The guest library and mod_python, in the snapshot too.
 import mod_python  # noqa: F401
 import mod_python.apache  # noqa: F401
+# mod_python's standard handlers and modules: only what is imported here is
+# in the runtime (the guest directory exists at build time only).
+import mod_python.Cookie  # noqa: F401
+import mod_python.Session  # noqa: F401
+import mod_python.cgihandler  # noqa: F401
+import mod_python.psp  # noqa: F401
+import mod_python.publisher  # noqa: F401
+import mod_python.util  # noqa: F401
+import mod_python.wsgi  # noqa: F401
+import wasmpy.state  # noqa: F401
 import wasmpy  # noqa: F401
 from wasmpy import _host
 

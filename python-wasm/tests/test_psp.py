@@ -333,6 +333,13 @@ class HostileTest(unittest.TestCase):
             _psp_parser.compile_page(result, "deep.psp")
         self.assertIsNotNone(cm.exception.lineno)
 
+    def test_expressions_too_deep_to_compile(self):
+        for page in ("<%= " + "-" * 100000 + "1 %>", "<%\nx = " + "+".join(["1"] * 200000) + "\n%>",
+                     "<%= " + "(" * 300 + "1" + ")" * 300 + " %>"):
+            result = _psp_parser.parse_string(page, root=None)
+            with self.assertRaises(PSPSyntaxError):
+                _psp_parser.compile_page(result, "deep.psp")
+
     def test_many_tags_and_big_pages_are_linear(self):
         page = "<p>row <%= i %></p>\n" * 50000 + "x" * 2_000_000 + "<%\n" + "y = 1\n" * 20000 + "%>"
         start = time.monotonic()
@@ -372,6 +379,7 @@ class HostileTest(unittest.TestCase):
 
 class PageTestBase(unittest.TestCase):
     rid = 41
+    fakes = True
 
     def setUp(self):
         self.app = os.path.realpath(tempfile.mkdtemp(prefix="psp-app-"))
@@ -386,7 +394,11 @@ class PageTestBase(unittest.TestCase):
         psp.mem_scache.clear()
         saved_modules = {name: sys.modules.get(name) for name in fake_modules()}
         self.addCleanup(self.restore_modules, saved_modules)
-        sys.modules.update(fake_modules())
+        if self.fakes:
+            sys.modules.update(fake_modules())
+        else:
+            for name in saved_modules:
+                sys.modules.pop(name, None)
         EVENTS.clear()
         self.host = fakehost.use(FakeHost(rid=self.rid, fields={
             "filename": self.path("index.psp"), "uri": "/index.psp", "document_root": self.app,
@@ -850,6 +862,31 @@ class CacheTest(PageTestBase):
             self.write(f"p{i}.psp", str(i))
             psp.PSP(self.req, filename=f"p{i}.psp")
         self.assertLessEqual(len(psp.mem_fcache.cache), 8)
+
+
+class RealModulesTest(PageTestBase):
+    """With mod_python.util and mod_python.Session themselves."""
+
+    fakes = False
+
+    def test_form_and_session(self):
+        self.write("index.psp", 'Hi <%= form.getfirst("who") %>, visit '
+                                '<% session["n"] = session.get("n", 0) + 1 %><%= session["n"] %>')
+        self.host.fields.update({"args": "who=Ann", "unparsed_uri": "/index.psp?who=Ann"})
+        req = phases._request_for(self.rid)
+        self.addCleanup(phases.end_request, self.rid)
+        psp.PSP(req).run()
+        self.assertEqual(self.body(), "Hi Ann, visit 1")
+        self.assertFalse(hasattr(req, "session"))
+        cookie = dict(self.host.tables[fakehost.TableKind.HEADERS_OUT])["Set-Cookie"].split(";")[0]
+        phases.end_request(self.rid)
+
+        self.host = fakehost.use(FakeHost(rid=self.rid + 1, fields=dict(self.host.fields),
+                                          tables={fakehost.TableKind.HEADERS_IN: [("Cookie", cookie)]}))
+        req = phases._request_for(self.rid + 1)
+        self.addCleanup(phases.end_request, self.rid + 1)
+        psp.PSP(req).run()
+        self.assertEqual(self.body(), "Hi Ann, visit 2")
 
 
 class HandlerTest(PageTestBase):

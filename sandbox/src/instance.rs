@@ -146,6 +146,17 @@ fn preopen(
         })
 }
 
+/// The guest's environment: the policy's `[env]`, and `TMPDIR` inside the
+/// tenant's private state (so that `tempfile` writes there) unless the
+/// policy sets it.
+fn guest_env(tenant: &Tenant, dirs: &TenantDirs) -> Vec<(String, String)> {
+    let mut env = tenant.policy.env.clone();
+    if dirs.state.is_some() && !env.iter().any(|(key, _)| key == "TMPDIR") {
+        env.push(("TMPDIR".to_string(), format!("{GUEST_STATE}/tmp")));
+    }
+    env
+}
+
 /// Build the WASI context for one instance of `tenant`: only `/app`
 /// read-only, the stdlib read-only, the bytecode cache, the policy's mounts
 /// and env; no host environment, no network, no inherited stdio.
@@ -175,12 +186,8 @@ fn wasi_context(
     for mount in &tenant.policy.mounts {
         preopen(&mut builder, &mount.host, &mount.guest, mount.writable)?;
     }
-    for (key, value) in &tenant.policy.env {
+    for (key, value) in guest_env(tenant, dirs) {
         builder.env(key, value);
-    }
-    if dirs.state.is_some() && !tenant.policy.env.iter().any(|(key, _)| key == "TMPDIR") {
-        // `tempfile` then writes inside the tenant's private state.
-        builder.env("TMPDIR", format!("{GUEST_STATE}/tmp"));
     }
     Ok(builder.build())
 }
@@ -220,7 +227,7 @@ impl Instance {
             .instantiate_async(&mut store)
             .await
             .map_err(|e| CreateError::Host(format!("cannot instantiate the runtime: {e:#}")))?;
-        let env: Vec<(String, String)> = policy.env.clone();
+        let env = guest_env(tenant, dirs);
         let entry = tenant
             .wsgi_entry()
             .map(ToString::to_string)

@@ -338,7 +338,10 @@ impl Inner {
                 self.cache_dir.join("pycache").join(&tenant.name),
                 "bytecode cache",
             ),
-            state: writable(state.join("data"), "state directory"),
+            state: writable(state.join("data"), "state directory").inspect(|data| {
+                // TMPDIR of the guest (instance.rs): tempfile needs it to exist.
+                let _ = std::fs::create_dir_all(data.join("tmp"));
+            }),
             locks: writable(state.join("locks"), "lock directory"),
         };
         let generation = self.next_generation.fetch_add(1, Ordering::Relaxed);

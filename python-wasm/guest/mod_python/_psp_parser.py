@@ -467,7 +467,9 @@ def compile_page(result, filename):
     (or included file) the faulty code comes from."""
     try:
         return compile(result.code, filename, "exec", dont_inherit=True)
-    except RecursionError:
+    except (RecursionError, MemoryError):
+        # CPython's parser reports a deeply nested expression (`- - - ... 1`)
+        # as a MemoryError: the page, not the instance, is at fault.
         raise PSPSyntaxError("the page's Python code is nested too deeply to compile",
                              filename) from None
     except SyntaxError as exc:
@@ -476,7 +478,8 @@ def compile_page(result, filename):
             raise
         name, line = result.source_line(gen)
         name = name or filename
-        generated = result.code.splitlines()[gen - 1] if gen <= result.code.count("\n") + 1 else ""
+        lines = _NEWLINE.split(result.code)
+        generated = lines[gen - 1] if 0 < gen <= len(lines) else ""
         message = exc.msg
         if result.open_code is not None:
             message += (f" (the '<%' at line {result.open_code[1]} of {result.open_code[0]} has "

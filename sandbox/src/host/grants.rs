@@ -71,7 +71,9 @@ impl Grants {
     }
 
     /// The guest path a host path is seen under, if it is inside a grant.
+    /// A trailing slash (Apache's `r->filename` of a directory) is kept.
     pub fn to_guest(&self, host: &Path) -> Option<String> {
+        let slash = host.as_os_str().as_encoded_bytes().ends_with(b"/");
         let mut best: Option<(usize, String)> = None;
         for (guest, root) in &self.roots {
             if let Ok(rest) = host.strip_prefix(root) {
@@ -88,7 +90,13 @@ impl Grants {
                 best = Some((len, path));
             }
         }
-        best.map(|(_, path)| path)
+        best.map(|(_, path)| {
+            if slash && !path.ends_with('/') {
+                path + "/"
+            } else {
+                path
+            }
+        })
     }
 }
 
@@ -129,6 +137,11 @@ mod tests {
             Some("/app/x/y.py")
         );
         assert_eq!(g.to_guest(Path::new("/t/app")).as_deref(), Some("/app"));
+        assert_eq!(g.to_guest(Path::new("/t/app/")).as_deref(), Some("/app/"));
+        assert_eq!(
+            g.to_guest(Path::new("/t/app/d/")).as_deref(),
+            Some("/app/d/")
+        );
         assert_eq!(g.to_guest(Path::new("/t/apple")), None);
         assert_eq!(g.to_guest(Path::new("/etc")), None);
     }

@@ -3,7 +3,7 @@
 import hashlib
 import os
 
-from mod_python import Cookie, Session, apache, util
+from mod_python import Cookie, Session
 
 SECRET = "s3cret"
 
@@ -81,7 +81,9 @@ def readmarshal(req):
 
 
 def upload(req):
-    form = util.FieldStorage(req)
+    # The publisher has read the body into req.form (a second FieldStorage
+    # would find it consumed, as under mod_python).
+    form = req.form
     field = form["file"]
     digest = hashlib.sha256(field.file.read()).hexdigest()
     return "%s %s %s" % (field.filename, digest, form.getfirst("note"))
