@@ -28,7 +28,7 @@ fn main() {
         .clang_arg(format!("-I{}", httpd.display()))
         .clang_arg(format!("-I{}", apr.display()))
         .allowlist_function("ap_(setup_client_block|should_client_block|get_client_block|rwrite|rflush|set_content_type|set_content_length|get_server_name|get_server_port|run_http_scheme|server_root_relative|escape_html2|internal_redirect|meets_conditions|set_etag|set_last_modified|update_mtime|discard_request_body|get_basic_auth_pw|construct_url|get_remote_host|add_common_vars|add_cgi_vars|method_number_of|exists_config_define|mpm_query|note_auth_failure|document_root|auth_type|auth_name|get_useragent_host|add_output_filter|add_input_filter|get_brigade|pass_brigade|remove_output_filter|remove_input_filter)")
-        .allowlist_function("apr_(pstrdup|pstrndup|table_add|table_set|table_get|table_setn|table_unset|table_clear|pool_cleanup_register|pool_cleanup_null|pool_cleanup_run|palloc|file_open|time_now|brigade_cleanup)")
+        .allowlist_function("apr_(pstrdup|pstrndup|table_add|table_set|table_get|table_setn|table_unset|table_clear|pool_cleanup_register|pool_cleanup_null|pool_cleanup_run|palloc|file_open|time_now|brigade_cleanup|pool_userdata_get|pool_userdata_set)")
         .allowlist_function("wasmpy_shim_.*")
         .allowlist_type("module|command_rec|request_rec|server_rec|conn_rec|cmd_parms|apr_table_entry_t|apr_array_header_t|unixd_config_rec|ap_filter_t|ap_input_mode_t|apr_read_type_e")
         .allowlist_var("wasmpy_shim_cmds|MODULE_MAGIC_.*|ap_unixd_config|HTTP_.*|OK|DECLINED|DONE|REQUEST_CHUNKED_DECHUNK|APLOG_.*|M_.*|APR_FOPEN_.*|APR_OS_DEFAULT|REMOTE_.*|AP_MPMQ_.*")

@@ -18,6 +18,7 @@ mod filters;
 mod phases;
 mod req;
 mod request;
+mod ssi;
 mod status;
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};

@@ -22,6 +22,28 @@ use crate::{config, guard, sandbox, text};
 /// Handler names that select mod_python's content phase.
 const CONTENT_HANDLERS: [&CStr; 2] = [c"mod_python", c"python-program"];
 
+thread_local! {
+    /// A phase of some request is running in the sandbox on this thread:
+    /// its [`RequestState`] is borrowed (see [`with_idle_session`]).
+    static IN_PHASE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Run `f` on the instance `r` holds for `tenant`, if it holds one and no
+/// phase is running on this thread (`None` otherwise): server-side includes
+/// share the request's `req` with its handlers, as in mod_python.
+pub(crate) unsafe fn with_idle_session<R>(
+    r: *mut request_rec,
+    tenant: &str,
+    f: &mut dyn FnMut(&mut Session) -> R,
+) -> Option<R> {
+    if IN_PHASE.get() {
+        return None;
+    }
+    let state = existing_state(r)?;
+    let (_, session) = state.sessions.iter_mut().find(|(t, _)| t == tenant)?;
+    Some(f(session))
+}
+
 /// What a request keeps between its Python phases.
 struct RequestState {
     /// One instance per tenant the request's phases ran in.
@@ -225,7 +247,9 @@ unsafe fn run(r: *mut request_rec, phase: usize, cfg: &DirConfig, handlers: Vec<
     let Some((_, session)) = state.sessions.iter_mut().find(|(t, _)| *t == tenant) else {
         return ffi::HTTP_INTERNAL_SERVER_ERROR as c_int;
     };
+    let outer = IN_PHASE.replace(true);
     let result = session.run_phase(&call, Box::new(host));
+    IN_PHASE.set(outer);
     if result.outcome != Outcome::Ok {
         warn(r, &tenant, phase, result.outcome, result.status);
     }
@@ -237,7 +261,7 @@ unsafe fn run(r: *mut request_rec, phase: usize, cfg: &DirConfig, handlers: Vec<
     }
 }
 
-unsafe fn log(r: *mut request_rec, message: &str) {
+pub(crate) unsafe fn log(r: *mut request_rec, message: &str) {
     let msg =
         CString::new(format!("mod_wasmpy: {message}").replace('\0', "\\0")).unwrap_or_default();
     ffi::wasmpy_shim_log_request(r, ffi::APLOG_ERR as c_int, msg.as_ptr());

@@ -11,6 +11,9 @@
 #include "http_protocol.h"
 #include "http_request.h"
 #include "apr_buckets.h"
+#include "apr_optional.h"
+#include "apr_strings.h"
+#include "mod_include.h"
 
 /* Implemented in Rust. */
 extern const char *wasmpy_cmd_app(cmd_parms *cmd, void *cfg, const char *prefix, const char *dir);
@@ -44,6 +47,8 @@ extern int wasmpy_phase_fixup(request_rec *r);
 extern int wasmpy_phase_log(request_rec *r);
 extern const char *wasmpy_cmd_python_filter(cmd_parms *cmd, void *cfg, const char *handler, const char *name);
 extern apr_status_t wasmpy_output_filter(ap_filter_t *f, apr_bucket_brigade *bb);
+extern int wasmpy_ssi_python(ap_filter_t *f, apr_bucket_brigade *bb, int eval, const char *code);
+static void wasmpy_ssi_register(void);
 extern apr_status_t wasmpy_input_filter(ap_filter_t *f, apr_bucket_brigade *bb, ap_input_mode_t mode,
                                         apr_read_type_e block, apr_off_t readbytes);
 
@@ -146,9 +151,51 @@ void wasmpy_shim_register_hooks(apr_pool_t *p)
     ap_hook_type_checker(wasmpy_phase_type, NULL, NULL, APR_HOOK_FIRST);
     ap_hook_fixups(wasmpy_phase_fixup, NULL, NULL, APR_HOOK_MIDDLE);
     ap_hook_log_transaction(wasmpy_phase_log, NULL, NULL, APR_HOOK_MIDDLE);
+    /* <!--#python exec="..." --> and eval="..." in mod_include's pages. */
+    ap_hook_optional_fn_retrieve(wasmpy_ssi_register, NULL, NULL, APR_HOOK_MIDDLE);
     /* The filters a handler registers for its request (req.register_*_filter). */
     wasmpy_shim_register_filter(WASMPY_DYNAMIC_OUTPUT, 0);
     wasmpy_shim_register_filter(WASMPY_DYNAMIC_INPUT, 1);
+}
+
+/* Python in server-side includes (apache-module/src/ssi.rs):
+ * <!--#python exec="code" --> or <!--#python eval="expression" -->. */
+static APR_OPTIONAL_FN_TYPE(ap_ssi_get_tag_and_value) *ssi_get_tag_and_value;
+
+static apr_status_t wasmpy_ssi_handler(include_ctx_t *ctx, ap_filter_t *f, apr_bucket_brigade *bb)
+{
+    char *tag = NULL, *value = NULL;
+    int eval;
+    if (!(ctx->flags & SSI_FLAG_PRINTING))
+        return APR_SUCCESS;
+    if (ctx->argc != 1 || (ctx->flags & SSI_FLAG_NO_EXEC)) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, ctx->r,
+                      (ctx->flags & SSI_FLAG_NO_EXEC)
+                          ? "mod_wasmpy: #python is not allowed here (IncludesNOEXEC)"
+                          : "mod_wasmpy: #python takes one argument: exec=\"...\" or eval=\"...\"");
+        SSI_CREATE_ERROR_BUCKET(ctx, f, bb);
+        return APR_SUCCESS;
+    }
+    ssi_get_tag_and_value(ctx, &tag, &value, SSI_VALUE_DECODED);
+    if (tag == NULL || value == NULL || (strcmp(tag, "exec") != 0 && strcmp(tag, "eval") != 0)) {
+        ap_log_rerror(APLOG_MARK, APLOG_ERR, 0, ctx->r,
+                      "mod_wasmpy: #python takes exec=\"...\" or eval=\"...\"");
+        SSI_CREATE_ERROR_BUCKET(ctx, f, bb);
+        return APR_SUCCESS;
+    }
+    eval = strcmp(tag, "eval") == 0;
+    if (wasmpy_ssi_python(f, bb, eval, value) != 0)
+        SSI_CREATE_ERROR_BUCKET(ctx, f, bb);
+    return APR_SUCCESS;
+}
+
+static void wasmpy_ssi_register(void)
+{
+    APR_OPTIONAL_FN_TYPE(ap_register_include_handler) *reg =
+        APR_RETRIEVE_OPTIONAL_FN(ap_register_include_handler);
+    ssi_get_tag_and_value = APR_RETRIEVE_OPTIONAL_FN(ap_ssi_get_tag_and_value);
+    if (reg != NULL && ssi_get_tag_and_value != NULL)
+        reg("python", wasmpy_ssi_handler);
 }
 
 /* Python filters (apache-module/src/filters.rs). */

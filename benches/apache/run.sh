@@ -12,6 +12,9 @@
 #   5. mod_wasmpy (mod_python handler): the same directives plus WasmPyTenant,
 #                               through `wasmpy apache --conf`
 #
+# rows 4 and 5 also measure a publisher call (app/pub/index.py: hello) and a
+# PSP page (app/psp/hello.psp), each answering "Hello, World!";
+#
 # then the streaming figures of mod_wasmpy (tenant "stream", 64 MiB memory cap):
 # a generator response of STREAM_BYTES in 64 KiB chunks (time to first byte,
 # total time, MB/s) and an upload of STREAM_BYTES hashed by the app (MB/s),
@@ -187,6 +190,14 @@ handler_section() {
   echo "    Require all granted"
   echo "    SetHandler mod_python"
   echo "    PythonHandler hello"
+  echo "</Directory>"
+  echo "<Directory \"$handler_tenant/app/pub\">"
+  [ -n "$bind" ] && echo "    $bind"
+  echo "    PythonHandler mod_python.publisher"
+  echo "</Directory>"
+  echo "<Directory \"$handler_tenant/app/psp\">"
+  [ -n "$bind" ] && echo "    $bind"
+  echo "    PythonHandler mod_python.psp"
   echo "</Directory>"
 }
 
@@ -414,39 +425,54 @@ bench_wasmpy() {
   stop_server
 }
 
-# bench_modpython NAME: real mod_python 3.5, or "skipped" without mod_python.so.
+# measure_handlers NAME RUN_DIR BASE: the handler, publisher and PSP rows of
+# one server (NAME, "NAME publisher", "NAME PSP").
+measure_handlers() {
+  local name="$1" run_dir="$2" base="$3"
+  measure "$name" "$run_dir" "$base/"
+  measure "$name publisher" "$run_dir" "$base/pub/hello"
+  measure "$name PSP" "$run_dir" "$base/psp/hello.psp"
+}
+
+# bench_modpython NAME: real mod_python 3.5 (a hello-world handler, a
+# publisher call, a PSP page), or "skipped" without mod_python.so.
 bench_modpython() {
   local name="$1" run_dir port conf url
   if [ ! -f "$modules/mod_python.so" ]; then
     result[$name]="skipped"
+    result["$name publisher"]="skipped"
+    result["$name PSP"]="skipped"
     return 0
   fi
   run_dir="$(make_run_dir mod_python)"
   port="$(free_port)"
   conf="$(write_modpython_conf "$run_dir" "$port")"
-  url="http://127.0.0.1:$port/mpy/"
+  url="http://127.0.0.1:$port/mpy"
   start_apache "$run_dir" "$conf"
   sched_dir="$run_dir"
-  wait_port "$run_dir" "$url"
-  measure "$name" "$run_dir" "$url"
+  wait_port "$run_dir" "$url/"
+  measure_handlers "$name" "$run_dir" "$url"
   stop_server
 }
 
-# bench_wasmpy_handler NAME: the same handler under mod_wasmpy (--conf).
+# bench_wasmpy_handler NAME: the same handler, publisher and PSP page under
+# mod_wasmpy (--conf).
 bench_wasmpy_handler() {
   local name="$1" run_dir port url conf
   if ! "$WASMPY" apache --help 2>/dev/null | grep -q -- --conf; then
     result[$name]="skipped"
+    result["$name publisher"]="skipped"
+    result["$name PSP"]="skipped"
     return 0
   fi
   run_dir="$(make_run_dir mod_wasmpy-handler)"
   port="$(free_port)"
   conf="$(write_wasmpy_handler_conf "$run_dir")"
-  url="http://127.0.0.1:$port/mpy/"
+  url="http://127.0.0.1:$port/mpy"
   start_wasmpy "$run_dir" "$port" "$tenants_dir" --conf "$conf"
   sched_dir="$run_dir"
-  wait_port "$run_dir" "$url"
-  measure "$name" "$run_dir" "$url"
+  wait_port "$run_dir" "$url/"
+  measure_handlers "$name" "$run_dir" "$url"
   stop_server
 }
 
@@ -580,14 +606,14 @@ report() {
   read -r base_rps _ <<<"${result[$base]}"
   echo
   echo "wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s on 127.0.0.1, MPM $MPM, $(nproc) CPUs"
-  printf '%-32s %10s %8s %8s  %-20s %s\n' server "req/s" "p50 ms" "p99 ms" "vs mod_wsgi daemon" errors
+  printf '%-44s %10s %8s %8s  %-20s %s\n' server "req/s" "p50 ms" "p99 ms" "vs mod_wsgi daemon" errors
   for name in "$@"; do
     if [ "${result[$name]}" = skipped ]; then
       echo "$name: skipped (not built or not installed)"
       continue
     fi
     read -r rps p50 p99 errors <<<"${result[$name]}"
-    printf '%-32s %10.0f %8s %8s  %-20s %s\n' "$name" "$rps" "$p50" "$p99" \
+    printf '%-44s %10.0f %8s %8s  %-20s %s\n' "$name" "$rps" "$p50" "$p99" \
       "$(awk -v a="$rps" -v b="$base_rps" 'BEGIN { printf "%.2fx", a / b }')" "$errors"
   done
   echo
@@ -598,6 +624,8 @@ report() {
     echo "mod_wasmpy / mod_wsgi daemon = $(awk -v a="$rps" -v b="$base_rps" 'BEGIN { printf "%.2fx", a / b }') (target >= 0.7x)"
   fi
   ratio "mod_wasmpy (mod_python handler)" "mod_python 3.5" "goal >= 1.0x"
+  ratio "mod_wasmpy (mod_python handler) publisher" "mod_python 3.5 publisher" ""
+  ratio "mod_wasmpy (mod_python handler) PSP" "mod_python 3.5 PSP" ""
   ratio mod_wasmpy "mod_wsgi embedded" ""
   for name in "$@"; do
     [ "${result[$name]}" = skipped ] && continue
@@ -613,7 +641,9 @@ bench_wasmpy mod_wasmpy
 bench_modpython "mod_python 3.5"
 bench_wasmpy_handler "mod_wasmpy (mod_python handler)"
 bench_stream
-report "mod_wsgi daemon" "mod_wsgi embedded" "mod_wsgi daemon" mod_wasmpy "mod_python 3.5" "mod_wasmpy (mod_python handler)"
+report "mod_wsgi daemon" "mod_wsgi embedded" "mod_wsgi daemon" mod_wasmpy "mod_python 3.5" \
+  "mod_wasmpy (mod_python handler)" "mod_python 3.5 publisher" "mod_wasmpy (mod_python handler) publisher" \
+  "mod_python 3.5 PSP" "mod_wasmpy (mod_python handler) PSP"
 report_stream
 echo
 echo "scheduling policy of Apache's threads at the end of each server's run:"

@@ -53,6 +53,7 @@ import mod_python.psp  # noqa: F401
 import mod_python.publisher  # noqa: F401
 import mod_python.util  # noqa: F401
 import mod_python.wsgi  # noqa: F401
+import wasmpy.ssi  # noqa: F401
 import wasmpy.state  # noqa: F401
 import wasmpy  # noqa: F401
 from wasmpy import _host

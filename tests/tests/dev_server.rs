@@ -173,9 +173,13 @@ fn a_tenant_sees_only_what_its_policy_grants() {
     assert_denied(port, "socket", "");
     assert!(!scratch.path("probe/app/owned.txt").exists());
 
-    // Only the policy's environment, nothing of the host's.
+    // Only the policy's environment, nothing of the host's (and TMPDIR,
+    // inside the tenant's private state).
     let env = get(port, "/probe/env").json();
-    assert_eq!(env, serde_json::json!({"GREETING": "granted by policy"}));
+    assert_eq!(
+        env,
+        serde_json::json!({"GREETING": "granted by policy", "TMPDIR": "/.wasmpy/state/tmp"})
+    );
 
     // What is granted works: its own code read-only, its rw mount.
     assert_eq!(probe(port, "read", "/app/wsgi.py")["ok"], true);

@@ -614,13 +614,14 @@ fn environment_network_and_processes_are_out_of_reach() {
             );
         }
     }
-    // ...the tenant sees exactly its policy's [env], and harmless process facts.
+    // ...the tenant sees exactly its policy's [env] (and TMPDIR, inside its
+    // private state), and harmless process facts.
     let case = "host environment";
     let env = site.json(case, "/env");
     assert_eq!(
         env,
         json!({"ok": true, "value": {
-            "environ": {"HOSTILE_GRANTED": "granted by policy"},
+            "environ": {"HOSTILE_GRANTED": "granted by policy", "TMPDIR": "/.wasmpy/state/tmp"},
             "cwd": "/",
             "pid": 42,
             "argv": ["wasmpy"],

@@ -26,6 +26,11 @@ const REFERENCE_BROKEN: &[(&str, &str)] = &[
     ("cgi", CGI_STDIN),
     ("cgi script POST", CGI_STDIN),
     (
+        "python in server-side includes",
+        "filter.write in #python exec code writes its last value every time (three writes of <i>0</i>, <i>1</i>, <i>2</i> give <i>2</i> three times), and a failing element ends the page",
+    ),
+    ("ssi", "see \"python in server-side includes\""),
+    (
         "input filter",
         "a PythonInputFilter is not found for the request (\"python_filter: Could not find registered filter\")",
     ),
@@ -77,6 +82,7 @@ fn site_conf(site: &Path, other: &Path, flavour: Flavour) -> String {
         r#"
 LoadModule alias_module {m}/mod_alias.so
 LoadModule mime_module {m}/mod_mime.so
+LoadModule include_module {m}/mod_include.so
 TypesConfig /etc/mime.types
 Alias /s "{app}"
 Alias /o "{other_app}"
@@ -104,6 +110,13 @@ Alias /o "{other_app}"
 </Directory>
 <Directory "{app}/sizes">
     SetOutputFilter SIZES
+</Directory>
+<Directory "{app}/ssi">
+    {bind}
+    Options +Includes
+    AddType text/html .shtml
+    AddOutputFilter INCLUDES .shtml
+    PythonFixupHandler ssifixup
 </Directory>
 <Directory "{app}/cgi">
     {bind}
@@ -188,6 +201,7 @@ fn cases() -> Vec<Case> {
         case("output filter on a static file", "/s/static/hello.txt"),
         case("wsgi through mod_python.wsgi", "/s/wsgi/x/y?q=1"),
         case("cgi script", "/s/cgi/script.py?x=1"),
+        case("python in server-side includes", "/s/ssi/page.shtml"),
     ];
     let mut post = case("publisher POST form", "/s/pub/index/add");
     post.method = "POST";
@@ -357,6 +371,19 @@ fn expectations(port: u16) -> Vec<(String, String)> {
             && reply.header("x-cgi") == Some("yes")
             && reply.text() == "method=POST query=x=2\nbody=b=2\n",
         format!("{} {:?} {:?}", reply.status, reply.headers, reply.text()),
+    );
+    let (status, body, _) = text("/s/ssi/page.shtml");
+    expect(
+        "ssi",
+        status == 200
+            && body.contains("<p>HELLO FROM SSI</p>")
+            && body.contains("<p>from the fixup handler</p>")
+            && body.contains("<i>0</i><i>1</i><i>2</i>")
+            // PythonDebug On: the traceback takes the element's place.
+            && body.contains("ZeroDivisionError: division by zero")
+            && body.trim_end().ends_with("</p>")
+            && !body.contains("greeting ="),
+        format!("{status} {body}"),
     );
     let echoed = request(port, "POST", "/s/echo", &[], b"banana");
     let swapped = hex(&Sha256::digest(b"bAnAnA"));

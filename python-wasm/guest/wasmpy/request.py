@@ -563,6 +563,10 @@ class Request:
             return
         if name in READ_FIELDS or name in _COMPUTED or name.startswith("_wp_"):
             raise AttributeError(f"attribute {name!r} of 'mp_request' objects is not writable")
+        if name == "ssi_globals" and "ssi_globals" not in self.__dict__ and not self._wp_ended:
+            # The page's <!--#python --> code must see it: keep this
+            # instance for the request until its end (as cleanups do).
+            self._wp_call("register_cleanup", invalidate=False)
         self.__dict__[name] = value
 
     def __delattr__(self, name):
