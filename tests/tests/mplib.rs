@@ -829,3 +829,71 @@ fn filter_directives_fail_configtest_with_file_and_line() {
         "{out}"
     );
 }
+
+/// The example site of `examples/tenants/modpython`, configured as
+/// `scripts/start.sh` does (examples/modpython/site.conf.in).
+#[test]
+fn the_example_site_serves_publisher_psp_sessions_and_cookies() {
+    let scratch = Scratch::new("mplib-example");
+    copy_tree(
+        &repo().join("examples/tenants/modpython"),
+        &scratch.path("modpython"),
+    );
+    copy_tree(
+        &repo().join("examples/modpython/greeter"),
+        &scratch.path("greeter"),
+    );
+    let conf = std::fs::read_to_string(repo().join("examples/modpython/site.conf.in"))
+        .unwrap()
+        .replace("@SITE@", &scratch.path("greeter").display().to_string())
+        .replace("@TENANTS@", &scratch.0.display().to_string());
+    let apache = Apache::start_with_conf(&scratch.0, "event", &conf);
+    let port = apache.port;
+    let index = get(port, "/modpython/");
+    assert!(
+        index.status == 200 && index.text().contains("mod_python on mod_wasmpy"),
+        "{} {}\n{}",
+        index.status,
+        index.text(),
+        apache.error_log()
+    );
+    assert_eq!(get(port, "/modpython/hello?name=you").text(), "Hello, you!");
+    let first = get(port, "/modpython/counter");
+    assert!(first.text().starts_with("visit 1 "), "{}", first.text());
+    let cookie = session_cookie(&first).expect("a session cookie");
+    let second = request(
+        port,
+        "GET",
+        "/modpython/counter",
+        &[("Cookie", &cookie)],
+        b"",
+    );
+    assert!(second.text().starts_with("visit 2 "), "{}", second.text());
+    let login = get(port, "/modpython/login?user=alice");
+    let user = login
+        .header_all("set-cookie")
+        .into_iter()
+        .find(|c| c.starts_with("user="))
+        .map(|c| c.split(';').next().unwrap().to_string())
+        .expect("a user cookie");
+    let whoami =
+        |cookie: &str| request(port, "GET", "/modpython/whoami", &[("Cookie", cookie)], b"").text();
+    assert_eq!(whoami(&user), "you are alice");
+    assert!(whoami(&user.replace("alice", "admin")).contains("does not match"));
+    let book = request(
+        port,
+        "POST",
+        "/modpython/guestbook.psp",
+        &[("Content-Type", "application/x-www-form-urlencoded")],
+        b"message=%3Cb%3Ehi%3C%2Fb%3E",
+    );
+    assert!(
+        book.status == 200 && book.text().contains("<li>&lt;b&gt;hi&lt;/b&gt;</li>"),
+        "{} {}\n{}",
+        book.status,
+        book.text(),
+        apache.error_log()
+    );
+    // The handler example of the same file still answers.
+    assert_eq!(get(port, "/mp/").status, 200, "{}", apache.error_log());
+}
