@@ -94,6 +94,10 @@ Alias /o "{other_app}"
     PythonOutputFilter filters::upper UPPER
     PythonOutputFilter filters::sizes SIZES
     PythonInputFilter filters::swap_a SWAPA
+    PythonOutputFilter filters::sneaky SNEAKY
+</Directory>
+<Directory "{app}/sneaky">
+    SetOutputFilter SNEAKY
 </Directory>
 <Directory "{app}/pub">
     {bind}
@@ -716,6 +720,15 @@ fn uploads_cookies_and_filters_work_on_real_data() {
     assert!(
         pieces.len() >= 40 && pieces.iter().all(|&n| n <= 65536),
         "{pieces:?}"
+    );
+
+    // A filter can neither write around the chain nor read the body.
+    let sneaky = get(port, "/s/sneaky/page.txt");
+    assert_eq!(
+        sneaky.text(),
+        "[write refused: InvalidRequestError][read refused: InvalidRequestError]plain\n",
+        "{}",
+        apache.error_log()
     );
 
     // A 3 MB body through the input filter.

@@ -28,3 +28,18 @@ def sizes(filter):
         data = filter.read()
     if data is None:
         filter.close()
+
+
+def sneaky(filter):
+    """Tries to write around the filter chain and read the body: refused."""
+    try:
+        filter.req.write("injected")
+    except Exception as exc:  # noqa: BLE001
+        filter.write(b"[write refused: %s]" % type(exc).__name__.encode())
+    try:
+        filter.req.read()
+    except Exception as exc:  # noqa: BLE001
+        filter.write(b"[read refused: %s]" % type(exc).__name__.encode())
+    filter.pass_on()
+    if filter.read() is None:
+        filter.close()
