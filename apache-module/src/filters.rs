@@ -33,13 +33,9 @@ const APR_SUCCESS: ffi::apr_status_t = 0;
 /// `APR_EGENERAL`: the stream is aborted.
 const APR_EGENERAL: ffi::apr_status_t = 20014;
 
-/// A filter name: 1-64 characters of `[A-Za-z0-9_.-]`.
+/// A filter name as configtest checks it.
 pub fn check_name(name: &str) -> Result<(), String> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
-    if ok {
+    if wasmpy_sandbox::http::is_filter_name(name) {
         Ok(())
     } else {
         Err(format!(

@@ -1,14 +1,19 @@
 //! Guest and configuration arguments of the live request: guest paths (every
 //! `sendfile`, `req.filename = ...` goes through them) and mod_python handler
-//! lists (`PythonHandler a b::c | .py`). Checks the invariants the sandbox
+//! lists (`PythonHandler a b::c | .py`), filter names (they become C strings
+//! and Apache filter names). Checks the invariants the sandbox
 //! relies on, not just the absence of panics.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use wasmpy_http::{below, clean_guest_path, parse_handler_list};
+use wasmpy_http::{below, clean_guest_path, is_filter_name, parse_handler_list};
 
 fuzz_target!(|data: (&str, &str)| {
     let (path, root) = data;
+    if is_filter_name(path) {
+        assert!(!path.is_empty() && path.len() <= 64);
+        assert!(!path.contains(['\0', ' ', '/', '\n', '"']));
+    }
     if clean_guest_path(path) {
         assert!(path.starts_with('/'));
         assert!(!path.split('/').any(|p| p == ".."));

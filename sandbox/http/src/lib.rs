@@ -143,6 +143,16 @@ pub fn parse_handler_list(args: &str) -> Result<(Vec<String>, Vec<String>), Stri
     Ok((specs, exts))
 }
 
+/// Whether `name` may name a filter (`PythonOutputFilter handler NAME`,
+/// `req.add_output_filter(NAME)`...): 1-64 characters of `[A-Za-z0-9_.-]`
+/// (Apache compares filter names case-insensitively).
+pub fn is_filter_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.')
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

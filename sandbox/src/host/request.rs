@@ -593,14 +593,8 @@ impl HostState {
     }
 }
 
-/// A filter name: 1-64 characters of `[A-Za-z0-9_.-]` (Apache's names are
-/// case-insensitive words).
 fn check_filter_name(name: &str) -> Result<(), HostError> {
-    let ok = (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
-    if ok {
+    if crate::http::is_filter_name(name) {
         Ok(())
     } else {
         Err(HostError::invalid(
