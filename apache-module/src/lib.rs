@@ -419,7 +419,7 @@ pub unsafe extern "C" fn wasmpy_child_init(pchild: *mut apr_pool_t, s: *mut serv
             return;
         }
         let settings = sandbox_config(&config);
-        let status_dir = status::status_dir(&settings.cache_dir);
+        let status_dir = status::server_status_dir(&settings.cache_dir);
         let tenants: Vec<_> = config.tenants.values().cloned().collect();
         drop(config);
         let sandbox = match Sandbox::new(settings) {

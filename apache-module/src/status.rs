@@ -60,9 +60,30 @@ fn values(t: &TenantStats) -> [u64; FIELDS] {
     ]
 }
 
-/// Where the children publish their numbers.
+/// Where the children of every server using `cache_dir` publish their numbers.
 pub fn status_dir(cache_dir: &Path) -> PathBuf {
     cache_dir.join("status")
+}
+
+/// Where the children of this server publish: one directory per Apache
+/// parent, so that servers sharing a cache directory do not add up.
+pub fn server_status_dir(cache_dir: &Path) -> PathBuf {
+    // SAFETY: getppid has no preconditions.
+    let parent = unsafe { libc::getppid() };
+    status_dir(cache_dir).join(parent.to_string())
+}
+
+/// Remove the directories of servers that are gone.
+fn prune(root: &Path) {
+    for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        let Ok(pid) = name.to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 /// One line per tenant: the name, then the counters.
@@ -95,6 +116,9 @@ fn decode(text: &str) -> Vec<(String, [u64; FIELDS])> {
 /// Publish this child's numbers every second until `stop` is set; remove
 /// the file on the way out.
 pub fn publish_loop(sandbox: Arc<Sandbox>, dir: PathBuf, stop: Arc<AtomicBool>) {
+    if let Some(root) = dir.parent() {
+        prune(root);
+    }
     let _ = std::fs::create_dir_all(&dir);
     let pid = std::process::id();
     let file = dir.join(pid.to_string());
@@ -185,7 +209,7 @@ fn html(children: usize, totals: &BTreeMap<String, [u64; FIELDS]>) -> String {
 /// Serve the status page.
 pub unsafe fn serve(r: &mut request_rec) -> Result<c_int, String> {
     let own = sandbox().map(|s| s.stats()).unwrap_or_default();
-    let dir = status_dir(&crate::config().cache_dir());
+    let dir = server_status_dir(&crate::config().cache_dir());
     let (children, totals) = collect(&dir, &own);
     let accept = text(ffi::apr_table_get(r.headers_in, c"Accept".as_ptr()));
     let wants_json =
