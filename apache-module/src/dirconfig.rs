@@ -65,6 +65,10 @@ pub struct FilterDecl {
     pub input: bool,
     /// Its handler (`module[::object]`, where declared).
     pub handler: Handler,
+    /// Registered by a handler of this tenant (`req.register_*_filter`):
+    /// it runs only for requests of that tenant. `None`: declared in the
+    /// configuration (it runs in the tenant of the request's scope).
+    pub tenant: Option<String>,
 }
 
 /// The directives of one scope, or the merge of several.

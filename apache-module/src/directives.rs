@@ -298,6 +298,7 @@ pub unsafe extern "C" fn wasmpy_cmd_python_filter(
                 extensions: Vec::new(),
                 silent: false,
             },
+            tenant: None,
         });
         Ok(())
     })

@@ -10,7 +10,15 @@
 //! filters may be produced by a handler of the same tenant that is itself
 //! inside a call of its instance; that instance goes back at the end of the
 //! stream. During a filter call the request refuses output and body reads:
-//! the filter's output is its result.
+//! the filter's output is its result; a filter that would re-enter itself
+//! is refused (`phases::Running`).
+//!
+//! Failures cut the stream: an instance that fails (deadline, memory, trap)
+//! or cannot be had marks the filter failed, its output ends there and it
+//! never runs again for the request; a Python exception disables it (the
+//! data passes unchanged), as in mod_python. An input filter that ends
+//! before the body does closes the connection after the response, so that
+//! the unread rest of the body is never taken for a next request.
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 
@@ -18,7 +26,7 @@ use wasmpy_sandbox::{FilterCall, Outcome, Session};
 
 use crate::dirconfig::{self, FilterDecl};
 use crate::ffi::{self, ap_filter_t, apr_bucket_brigade, request_rec};
-use crate::phases;
+use crate::phases::{self, Running};
 use crate::req::{ApacheRequest, Body};
 use crate::{guard, sandbox, text};
 
@@ -60,7 +68,14 @@ pub struct FilterCtx {
     session: Option<Session>,
     closed: bool,
     disabled: bool,
-    /// Output brigade (output filters) or the brigade read from below (input).
+    /// The instance failed, or none could be had: nothing more is filtered
+    /// (only the end of the stream passes), never in a new instance.
+    failed: bool,
+    /// Input filters: output not returned yet (a read gets at most the
+    /// bytes it asked for), and whether the end of the stream follows it.
+    pending: Vec<u8>,
+    pending_eos: bool,
+    /// Output brigade (output filters) or what was read from below (input).
     brigade: *mut apr_bucket_brigade,
     /// A filter call may not read the body or add handlers: these stay empty.
     body: Body,
@@ -75,6 +90,9 @@ impl FilterCtx {
             session: None,
             closed: false,
             disabled: false,
+            failed: false,
+            pending: Vec::new(),
+            pending_eos: false,
             brigade: std::ptr::null_mut(),
             body: Body::default(),
             added: Vec::new(),
@@ -100,26 +118,63 @@ unsafe extern "C" fn drop_ctx(ptr: *mut c_void) -> ffi::apr_status_t {
     0
 }
 
+/// Pool user data key of the filters handlers registered for a request.
+const REGISTERED: &CStr = c"wasmpy-registered-filters";
+
+/// The filters handlers registered for `r`, kept in its pool apart from
+/// the request's other state (a handler registers while its phase holds
+/// that state), created on first use.
+unsafe fn registered_list<'a>(r: *mut request_rec) -> &'a mut Vec<FilterDecl> {
+    let pool = (*r).pool;
+    let mut data: *mut c_void = std::ptr::null_mut();
+    ffi::apr_pool_userdata_get(&mut data, REGISTERED.as_ptr(), pool);
+    if let Some(list) = data.cast::<Vec<FilterDecl>>().as_mut() {
+        return list;
+    }
+    let list = Box::into_raw(Box::new(Vec::<FilterDecl>::new()));
+    ffi::apr_pool_userdata_set(
+        list.cast(),
+        REGISTERED.as_ptr(),
+        Some(drop_registered),
+        pool,
+    );
+    &mut *list
+}
+
+unsafe extern "C" fn drop_registered(ptr: *mut c_void) -> ffi::apr_status_t {
+    // SAFETY: set by registered_list with a pointer from Box::into_raw; run once.
+    guard((), || drop(Box::from_raw(ptr.cast::<Vec<FilterDecl>>())));
+    0
+}
+
+/// Register `filter` for the rest of `r` (`req.register_*_filter`).
+pub unsafe fn register_for_request(r: *mut request_rec, filter: FilterDecl) {
+    let list = registered_list(r);
+    list.retain(|f| !(f.input == filter.input && f.name.eq_ignore_ascii_case(&filter.name)));
+    list.push(filter);
+}
+
 /// Add the filter `name` to `r`: one a handler registered for the request
 /// if there is one, else Apache's filter of that name (a Python filter
 /// declared in scope, or any other module's).
 pub unsafe fn add(r: *mut request_rec, name: &str, input: bool) -> Result<(), String> {
     let c_name = CString::new(name).map_err(|_| "a filter name has no NUL".to_string())?;
-    let added = match phases::registered_filter(r, name, input) {
+    let registered = registered_list(r)
+        .iter()
+        .find(|f| f.input == input && f.name.eq_ignore_ascii_case(name))
+        .cloned();
+    let conn = (*r).connection;
+    let added = match registered {
         Some(decl) => {
             let ctx = new_ctx(r, Some(decl)).cast::<c_void>();
             if input {
-                ffi::ap_add_input_filter(DYNAMIC_INPUT.as_ptr(), ctx, r, (*r).connection)
+                ffi::ap_add_input_filter(DYNAMIC_INPUT.as_ptr(), ctx, r, conn)
             } else {
-                ffi::ap_add_output_filter(DYNAMIC_OUTPUT.as_ptr(), ctx, r, (*r).connection)
+                ffi::ap_add_output_filter(DYNAMIC_OUTPUT.as_ptr(), ctx, r, conn)
             }
         }
-        None if input => {
-            ffi::ap_add_input_filter(c_name.as_ptr(), std::ptr::null_mut(), r, (*r).connection)
-        }
-        None => {
-            ffi::ap_add_output_filter(c_name.as_ptr(), std::ptr::null_mut(), r, (*r).connection)
-        }
+        None if input => ffi::ap_add_input_filter(c_name.as_ptr(), std::ptr::null_mut(), r, conn),
+        None => ffi::ap_add_output_filter(c_name.as_ptr(), std::ptr::null_mut(), r, conn),
     };
     if added.is_null() {
         return Err(format!(
@@ -136,16 +191,25 @@ unsafe fn log(r: *mut request_rec, message: &str) {
     ffi::wasmpy_shim_log_request(r, ffi::APLOG_ERR as c_int, msg.as_ptr());
 }
 
-/// The filter's context, created at its first call.
-unsafe fn ctx_of<'a>(f: *mut ap_filter_t) -> Option<&'a mut FilterCtx> {
+/// The filter's context (created at its first call), held against
+/// re-entry for as long as the returned guard lives.
+unsafe fn ctx_of<'a>(f: *mut ap_filter_t) -> Result<Option<(&'a mut FilterCtx, Running)>, ()> {
     let r = (*f).r;
     if r.is_null() {
-        return None;
+        return Ok(None);
     }
     if (*f).ctx.is_null() {
         (*f).ctx = new_ctx(r, None).cast();
     }
-    (*f).ctx.cast::<FilterCtx>().as_mut()
+    let Some(running) = Running::enter((*f).ctx as usize) else {
+        log(r, "a Python filter re-entered itself (refused)");
+        return Err(());
+    };
+    Ok((*f)
+        .ctx
+        .cast::<FilterCtx>()
+        .as_mut()
+        .map(|ctx| (ctx, running)))
 }
 
 /// Resolve what the filter runs, once: `Err` when it must not run at all.
@@ -166,6 +230,12 @@ unsafe fn resolve(f: *mut ap_filter_t, ctx: &mut FilterCtx, input: bool) -> Resu
     };
     let tenant = phases::tenant_of(r, cfg)
         .ok_or_else(|| format!("{}: no WasmPyTenant binds this scope", decl.name))?;
+    if let Some(owner) = decl.tenant.as_deref().filter(|owner| *owner != tenant) {
+        return Err(format!(
+            "the filter {} was registered by tenant {owner}; this request is tenant {tenant}'s",
+            decl.name
+        ));
+    }
     let call = FilterCall {
         interpreter: phases::interpreter(r, cfg, dirconfig::CONTENT, &tenant),
         handler: decl.handler,
@@ -179,22 +249,48 @@ unsafe fn resolve(f: *mut ap_filter_t, ctx: &mut FilterCtx, input: bool) -> Resu
     Ok(())
 }
 
-/// Run the filter over `data`; its output goes to `out`. `Err`: the
-/// stream must end (the instance failed, or none could be had).
-unsafe fn run(
+/// What one run of the filter gave: the output, and whether the end of
+/// the stream follows it, and whether to flush.
+struct Ran {
+    output: Vec<u8>,
+    end: bool,
+    flush: bool,
+}
+
+/// Run the filter over `data`. `Err`: the filter failed (now or before):
+/// the stream must be cut.
+unsafe fn run(r: *mut request_rec, ctx: &mut FilterCtx, data: &[u8], eos: bool) -> Result<Ran, ()> {
+    if ctx.failed {
+        return Err(());
+    }
+    if ctx.closed {
+        return Ok(Ran {
+            output: Vec::new(),
+            end: false,
+            flush: false,
+        });
+    }
+    if ctx.disabled {
+        return Ok(Ran {
+            output: data.to_vec(),
+            end: eos,
+            flush: false,
+        });
+    }
+    let result = run_guest(r, ctx, data, eos);
+    if result.is_err() {
+        ctx.failed = true;
+        ctx.session = None;
+    }
+    result
+}
+
+unsafe fn run_guest(
     r: *mut request_rec,
     ctx: &mut FilterCtx,
     data: &[u8],
     eos: bool,
-    out: *mut apr_bucket_brigade,
-) -> Result<(), ()> {
-    if ctx.closed {
-        return Ok(());
-    }
-    if ctx.disabled {
-        ffi::wasmpy_shim_brigade_append(out, data.as_ptr().cast(), data.len(), 0, c_int::from(eos));
-        return Ok(());
-    }
+) -> Result<Ran, ()> {
     let Some((call, tenant)) = ctx.resolved.as_mut() else {
         return Err(());
     };
@@ -233,55 +329,62 @@ unsafe fn run(
                 r,
                 &format!("[tenant {tenant}] filter {} failed: {outcome:?}", call.name),
             );
-            ctx.session = None;
             return Err(());
         }
     }
     ctx.disabled |= result.disabled;
     ctx.closed |= result.closed;
     let end = result.closed || eos;
-    ffi::wasmpy_shim_brigade_append(
-        out,
-        result.output.as_ptr().cast(),
-        result.output.len(),
-        c_int::from(result.flush && !end),
-        c_int::from(end),
-    );
     if end {
         // The stream is over: the instance goes back now.
         ctx.closed = true;
         ctx.session = None;
     }
-    Ok(())
+    Ok(Ran {
+        output: result.output,
+        end,
+        flush: result.flush && !end,
+    })
 }
 
 /// Take the data buckets at the head of `bb` into `piece`, up to [`PIECE`]
 /// bytes; returns the bucket that stopped it: 1 flush, 2 end of stream,
-/// 3 other metadata, -1 none left, -2 read error, 0 the piece is full.
+/// 3 other metadata, -1 none left, -2 read error, 0 the piece is full
+/// (what did not fit stays in `bb`).
 unsafe fn take_data(bb: *mut apr_bucket_brigade, piece: &mut Vec<u8>) -> c_int {
     loop {
+        if piece.len() >= PIECE {
+            return 0;
+        }
         let mut data: *const c_char = std::ptr::null();
         let mut len: ffi::apr_size_t = 0;
         let kind = ffi::wasmpy_shim_brigade_first(bb, &mut data, &mut len);
         if kind != 0 {
             return kind;
         }
-        if len > 0 {
-            let room = PIECE - piece.len();
-            if len > room {
-                // Split: the rest stays in the bucket brigade for the next piece.
-                ffi::wasmpy_shim_brigade_split_first(bb, room);
-                piece.extend_from_slice(std::slice::from_raw_parts(data.cast::<u8>(), room));
-                ffi::wasmpy_shim_brigade_drop_first(bb);
-                return 0;
-            }
+        let room = PIECE - piece.len();
+        if len > room {
+            // The rest stays in the brigade for the next piece.
+            ffi::wasmpy_shim_brigade_split_first(bb, room);
+            piece.extend_from_slice(std::slice::from_raw_parts(data.cast::<u8>(), room));
+        } else if len > 0 {
             piece.extend_from_slice(std::slice::from_raw_parts(data.cast::<u8>(), len));
         }
         ffi::wasmpy_shim_brigade_drop_first(bb);
-        if piece.len() >= PIECE {
-            return 0;
-        }
     }
+}
+
+fn append(bb: *mut apr_bucket_brigade, data: &[u8], flush: bool, eos: bool) {
+    // SAFETY: bb is a live brigade; the data is copied into a heap bucket.
+    unsafe {
+        ffi::wasmpy_shim_brigade_append(
+            bb,
+            data.as_ptr().cast(),
+            data.len(),
+            c_int::from(flush),
+            c_int::from(eos),
+        )
+    };
 }
 
 /// The output filter: each piece of the response through the guest.
@@ -294,8 +397,10 @@ pub unsafe extern "C" fn wasmpy_output_filter(
 }
 
 unsafe fn output_filter(f: *mut ap_filter_t, bb: *mut apr_bucket_brigade) -> ffi::apr_status_t {
-    let Some(ctx) = ctx_of(f) else {
-        return ffi::ap_pass_brigade((*f).next, bb);
+    let (ctx, _running) = match ctx_of(f) {
+        Ok(Some(held)) => held,
+        Ok(None) => return ffi::ap_pass_brigade((*f).next, bb),
+        Err(()) => return APR_EGENERAL,
     };
     let r = (*f).r;
     if let Err(message) = resolve(f, ctx, false) {
@@ -315,9 +420,18 @@ unsafe fn output_filter(f: *mut ap_filter_t, bb: *mut apr_bucket_brigade) -> ffi
         }
         let eos = stop == 2;
         if !piece.is_empty() || eos {
-            if run(r, ctx, &piece, eos, out).is_err() {
-                ffi::apr_brigade_cleanup(bb.cast());
-                return APR_EGENERAL;
+            match run(r, ctx, &piece, eos) {
+                Ok(ran) => append(out, &ran.output, ran.flush, ran.end),
+                Err(()) => {
+                    // Cut: what was sent stays sent; the stream ends here.
+                    ffi::apr_brigade_cleanup(bb.cast());
+                    if eos {
+                        append(out, &[], false, true);
+                        let _ = ffi::ap_pass_brigade((*f).next, out);
+                        ffi::apr_brigade_cleanup(out.cast());
+                    }
+                    return APR_EGENERAL;
+                }
             }
             piece.clear();
         }
@@ -350,6 +464,12 @@ pub unsafe extern "C" fn wasmpy_input_filter(
     guard(APR_EGENERAL, || input_filter(f, bb, mode, block, readbytes))
 }
 
+/// After this response, close the connection: the rest of the body was
+/// not read and must not be taken for a next request.
+unsafe fn close_after(r: *mut request_rec) {
+    (*(*r).connection).keepalive = ffi::ap_conn_keepalive_e_AP_CONN_CLOSE;
+}
+
 unsafe fn input_filter(
     f: *mut ap_filter_t,
     bb: *mut apr_bucket_brigade,
@@ -359,10 +479,14 @@ unsafe fn input_filter(
 ) -> ffi::apr_status_t {
     let pass = |f: *mut ap_filter_t| ffi::ap_get_brigade((*f).next, bb, mode, block, readbytes);
     if mode != ffi::ap_input_mode_t_AP_MODE_READBYTES {
+        // Lines, speculative reads, EATCRLF...: Apache's own reads of the
+        // protocol; a body is read with READBYTES.
         return pass(f);
     }
-    let Some(ctx) = ctx_of(f) else {
-        return pass(f);
+    let (ctx, _running) = match ctx_of(f) {
+        Ok(Some(held)) => held,
+        Ok(None) => return pass(f),
+        Err(()) => return APR_EGENERAL,
     };
     let r = (*f).r;
     if let Err(message) = resolve(f, ctx, true) {
@@ -370,50 +494,73 @@ unsafe fn input_filter(
         ffi::ap_remove_input_filter(f);
         return pass(f);
     }
-    if ctx.disabled {
-        return pass(f);
-    }
-    if ctx.closed {
-        ffi::wasmpy_shim_brigade_append(bb, std::ptr::null(), 0, 0, 1);
-        return APR_SUCCESS;
-    }
     if ctx.brigade.is_null() {
         ctx.brigade = ffi::wasmpy_shim_brigade_create(r);
     }
     let below = ctx.brigade;
-    let want = readbytes.clamp(1, PIECE as ffi::apr_off_t);
-    loop {
-        let status = ffi::ap_get_brigade((*f).next, below, mode, block, want);
-        if status != APR_SUCCESS {
-            ffi::apr_brigade_cleanup(below.cast());
-            return status;
+    let drained = ctx.pending.is_empty() && !ctx.pending_eos;
+    if ctx.disabled && drained && ffi::wasmpy_shim_brigade_empty(below) != 0 {
+        return pass(f);
+    }
+    let want = usize::try_from(readbytes).unwrap_or(0).max(1);
+    // Run the filter until it has something to return (or the body ends).
+    while ctx.pending.is_empty() && !ctx.pending_eos {
+        if ctx.failed {
+            close_after(r);
+            return APR_EGENERAL;
+        }
+        if ctx.closed {
+            // Closed before the end of the body: the rest is never read.
+            close_after(r);
+            ctx.pending_eos = true;
+            break;
+        }
+        if ffi::wasmpy_shim_brigade_empty(below) != 0 {
+            let status = ffi::ap_get_brigade((*f).next, below, mode, block, PIECE as _);
+            if status != APR_SUCCESS {
+                return status;
+            }
         }
         let mut piece = Vec::new();
         let mut eos = false;
         loop {
             match take_data(below, &mut piece) {
-                -1 => break,
+                0 | -1 => break,
                 -2 => {
                     ffi::apr_brigade_cleanup(below.cast());
                     return APR_EGENERAL;
                 }
                 2 => {
                     eos = true;
+                    ffi::apr_brigade_cleanup(below.cast());
                     break;
                 }
-                1 | 3 => ffi::wasmpy_shim_brigade_drop_first(below),
-                _ => {}
+                _ => ffi::wasmpy_shim_brigade_drop_first(below),
             }
         }
-        ffi::apr_brigade_cleanup(below.cast());
-        if run(r, ctx, &piece, eos, bb).is_err() {
-            return APR_EGENERAL;
+        if piece.is_empty() && !eos {
+            if block != ffi::apr_read_type_e_APR_BLOCK_READ {
+                // Nothing yet and the caller does not wait.
+                return APR_SUCCESS;
+            }
+            continue;
         }
-        // A filter that kept everything back leaves nothing to return:
-        // read on (a blocking read makes progress or ends the body).
-        let nothing = ffi::wasmpy_shim_brigade_empty(bb) != 0;
-        if !nothing || eos || block != ffi::apr_read_type_e_APR_BLOCK_READ || piece.is_empty() {
-            return APR_SUCCESS;
+        match run(r, ctx, &piece, eos) {
+            Ok(ran) => {
+                ctx.pending.extend_from_slice(&ran.output);
+                ctx.pending_eos |= ran.end;
+            }
+            Err(()) => {
+                close_after(r);
+                return APR_EGENERAL;
+            }
         }
     }
+    // At most what the reader asked for; the rest waits for its next read.
+    let n = ctx.pending.len().min(want);
+    let rest = ctx.pending.split_off(n);
+    let chunk = std::mem::replace(&mut ctx.pending, rest);
+    let end = ctx.pending.is_empty() && ctx.pending_eos;
+    append(bb, &chunk, false, end);
+    APR_SUCCESS
 }

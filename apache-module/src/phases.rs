@@ -12,8 +12,7 @@ use std::ffi::{c_int, c_void, CStr, CString};
 use wasmpy_sandbox::{Handler, Outcome, PhaseCall, Session, DECLINED, DONE, OK};
 
 use crate::dirconfig::{
-    self, DirConfig, FilterDecl, CLEANUP, CONTENT, FIXUP, HEADER_PARSER, INIT, LOG, PHASES,
-    POST_READ, TRANS,
+    self, DirConfig, CLEANUP, CONTENT, FIXUP, HEADER_PARSER, INIT, LOG, PHASES, POST_READ, TRANS,
 };
 use crate::ffi::{self, request_rec};
 use crate::req::{ApacheRequest, Body};
@@ -22,23 +21,43 @@ use crate::{config, guard, sandbox, text};
 /// Handler names that select mod_python's content phase.
 const CONTENT_HANDLERS: [&CStr; 2] = [c"mod_python", c"python-program"];
 
-thread_local! {
-    /// A phase of some request is running in the sandbox on this thread:
-    /// its [`RequestState`] is borrowed (see [`with_idle_session`]).
-    static IN_PHASE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+/// Guest entry points in use, by address (a request's phases, a filter's
+/// context): a call that would re-enter one (a handler's output passing
+/// through `#python` of the same request, a filter reading the body through
+/// itself) is refused instead of aliasing its state. Shared by all threads:
+/// a long call makes its host calls from a low-priority thread of its own.
+static RUNNING: std::sync::Mutex<std::collections::BTreeSet<usize>> =
+    std::sync::Mutex::new(std::collections::BTreeSet::new());
+
+/// A guest entry point held for the duration of a call (see [`RUNNING`]).
+pub(crate) struct Running(usize);
+
+impl Running {
+    /// Hold `key`; `None` if it is already held (a re-entry).
+    pub(crate) fn enter(key: usize) -> Option<Running> {
+        let mut running = RUNNING.lock().unwrap_or_else(|e| e.into_inner());
+        running.insert(key).then_some(Running(key))
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        RUNNING
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.0);
+    }
 }
 
 /// Run `f` on the instance `r` holds for `tenant`, if it holds one and no
-/// phase is running on this thread (`None` otherwise): server-side includes
-/// share the request's `req` with its handlers, as in mod_python.
+/// phase of `r` is running (`None` otherwise): server-side includes share
+/// the request's `req` with its handlers, as in mod_python.
 pub(crate) unsafe fn with_idle_session<R>(
     r: *mut request_rec,
     tenant: &str,
     f: &mut dyn FnMut(&mut Session) -> R,
 ) -> Option<R> {
-    if IN_PHASE.get() {
-        return None;
-    }
+    let _running = Running::enter(r as usize)?;
     let state = existing_state(r)?;
     let (_, session) = state.sessions.iter_mut().find(|(t, _)| t == tenant)?;
     Some(f(session))
@@ -55,8 +74,6 @@ struct RequestState {
     /// per-directory phase: the request's merged configuration may be gone
     /// when the request pool's cleanups run.
     cleanup: Option<DirConfig>,
-    /// Filters handlers registered for this request (`req.register_*_filter`).
-    filters: Vec<FilterDecl>,
 }
 
 /// The request's state, created (with the cleanup that ends it) on first use.
@@ -70,7 +87,6 @@ unsafe fn state<'a>(r: *mut request_rec) -> &'a mut RequestState {
         body: Body::default(),
         added: Vec::new(),
         cleanup: None,
-        filters: Vec::new(),
     }));
     ffi::wasmpy_shim_set_module_config((*r).request_config, state.cast());
     ffi::apr_pool_cleanup_register(
@@ -110,26 +126,6 @@ unsafe extern "C" fn end_request(data: *mut c_void) -> ffi::apr_status_t {
         drop(Box::from_raw(ptr));
     });
     0
-}
-
-/// Register `filter` for the rest of `r` (`req.register_*_filter`).
-pub(crate) unsafe fn register_filter(r: *mut request_rec, filter: FilterDecl) {
-    let filters = &mut state(r).filters;
-    filters.retain(|f| !(f.input == filter.input && f.name.eq_ignore_ascii_case(&filter.name)));
-    filters.push(filter);
-}
-
-/// The filter `name` a handler registered for `r`, if any.
-pub(crate) unsafe fn registered_filter(
-    r: *mut request_rec,
-    name: &str,
-    input: bool,
-) -> Option<FilterDecl> {
-    existing_state(r)?
-        .filters
-        .iter()
-        .find(|f| f.input == input && f.name.eq_ignore_ascii_case(name))
-        .cloned()
 }
 
 /// The handlers of `phase` in `cfg` that `keep` selects.
@@ -217,6 +213,16 @@ unsafe fn run(r: *mut request_rec, phase: usize, cfg: &DirConfig, handlers: Vec<
         );
         return ffi::HTTP_INTERNAL_SERVER_ERROR as c_int;
     };
+    let Some(_running) = Running::enter(r as usize) else {
+        log(
+            r,
+            &format!(
+                "{}: re-entered while a phase of this request runs",
+                PHASES[phase]
+            ),
+        );
+        return ffi::HTTP_INTERNAL_SERVER_ERROR as c_int;
+    };
     let state = state(r);
     if !state.sessions.iter().any(|(t, _)| *t == tenant) {
         match sandbox.session(&tenant) {
@@ -247,9 +253,7 @@ unsafe fn run(r: *mut request_rec, phase: usize, cfg: &DirConfig, handlers: Vec<
     let Some((_, session)) = state.sessions.iter_mut().find(|(t, _)| *t == tenant) else {
         return ffi::HTTP_INTERNAL_SERVER_ERROR as c_int;
     };
-    let outer = IN_PHASE.replace(true);
     let result = session.run_phase(&call, Box::new(host));
-    IN_PHASE.set(outer);
     if result.outcome != Outcome::Ok {
         warn(r, &tenant, phase, result.outcome, result.status);
     }

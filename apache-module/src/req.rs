@@ -429,7 +429,12 @@ impl RequestHost for ApacheRequest {
                     ffi::ap_set_content_length(r, n);
                     none
                 }
-                "discard_request_body" => Ok(vec![ffi::ap_discard_request_body(r).to_string()]),
+                "discard_request_body" => {
+                    if self.filter {
+                        return Err(invalid("a filter cannot discard the request body"));
+                    }
+                    Ok(vec![ffi::ap_discard_request_body(r).to_string()])
+                }
                 "get_basic_auth_pw" => {
                     let mut pw: *const c_char = std::ptr::null();
                     if ffi::ap_get_basic_auth_pw(r, &mut pw) != ffi::OK as c_int || pw.is_null() {
@@ -487,7 +492,9 @@ impl RequestHost for ApacheRequest {
                     none
                 }
                 "register_output_filter" | "register_input_filter" => {
-                    crate::phases::register_filter(
+                    // (name, handler, host directory or "", the registering
+                    // tenant): the sandbox checked and mapped them.
+                    crate::filters::register_for_request(
                         r,
                         crate::dirconfig::FilterDecl {
                             name: arg(0).to_string(),
@@ -499,6 +506,7 @@ impl RequestHost for ApacheRequest {
                                 extensions: Vec::new(),
                                 silent: false,
                             },
+                            tenant: Some(arg(3).to_string()),
                         },
                     );
                     none

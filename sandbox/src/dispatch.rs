@@ -38,8 +38,19 @@ impl Slot {
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.pool
-            .checkin(self.instance.take(), self.memory_at_checkout);
+        let mut instance = self.instance.take();
+        if let Some(held) = instance.as_mut() {
+            // The request (all its phases, filters) is over: its locks go.
+            held.store.data_mut().locks.release_all();
+        }
+        // Recycling waits for the end of the request: an instance a request
+        // holds across calls (phases, a filter's stream) is never swapped
+        // in the middle.
+        if instance.as_ref().is_some_and(|i| self.pool.must_recycle(i)) {
+            Counters::bump(&self.pool.counters.recycles);
+            instance = None;
+        }
+        self.pool.checkin(instance, self.memory_at_checkout);
     }
 }
 
@@ -275,7 +286,6 @@ impl Inner {
         let state = instance.store.data_mut();
         state.clock.finish();
         let active = state.request.take();
-        state.locks.release_all();
         let (too_large, started, needs_end) = active.map_or((false, false, false), |a| {
             (a.too_large, a.started, a.needs_end)
         });
@@ -289,7 +299,7 @@ impl Inner {
                     Answer::Filter(r) => failure_outcome(r.failure) == Outcome::Memory,
                     Answer::End => false,
                 };
-                if memory_failure || pool.must_recycle(&instance) {
+                if memory_failure {
                     Counters::bump(&pool.counters.recycles);
                 } else {
                     slot.instance = Some(instance);

@@ -95,6 +95,7 @@ Alias /o "{other_app}"
     PythonOutputFilter filters::sizes SIZES
     PythonInputFilter filters::swap_a SWAPA
     PythonOutputFilter filters::sneaky SNEAKY
+    PythonInputFilter filters::double DOUBLE
 </Directory>
 <Directory "{app}/sneaky">
     SetOutputFilter SNEAKY
@@ -133,6 +134,13 @@ Alias /o "{other_app}"
     PythonPath "sys.path+['{pyapp}']"
     PythonHandler echo
     SetInputFilter SWAPA
+</Location>
+<Location /s/echo2>
+    {bind}
+    SetHandler mod_python
+    PythonPath "sys.path+['{pyapp}']"
+    PythonHandler echo
+    SetInputFilter DOUBLE
 </Location>
 <Location /s/wsgi>
     {bind}
@@ -720,6 +728,16 @@ fn uploads_cookies_and_filters_work_on_real_data() {
     assert!(
         pieces.len() >= 40 && pieces.iter().all(|&n| n <= 65536),
         "{pieces:?}"
+    );
+
+    // An input filter whose output outgrows each read loses nothing.
+    let doubled: Vec<u8> = big[..200_000].iter().flat_map(|&b| [b, b]).collect();
+    let echoed = request(port, "POST", "/s/echo2", &[], &big[..200_000]);
+    assert_eq!(
+        echoed.text(),
+        format!("{} {}", doubled.len(), hex(&Sha256::digest(&doubled))),
+        "{}",
+        apache.error_log()
     );
 
     // A filter can neither write around the chain nor read the body.

@@ -587,7 +587,12 @@ impl HostState {
                     .ok_or_else(|| HostError::invalid("a path is not UTF-8"))?
                     .to_string()
             };
-            return active.host.call(op, &[name.clone(), spec.clone(), dir]);
+            // The tenant that registers it: the host runs the filter only
+            // for requests of that tenant.
+            let tenant = active.tenant.to_string();
+            return active
+                .host
+                .call(op, &[name.clone(), spec.clone(), dir, tenant]);
         }
         active.host.call(op, args)
     }

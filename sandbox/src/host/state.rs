@@ -31,8 +31,11 @@ const MAX_HELD: usize = 32;
 pub struct StateLocks {
     /// `<state-dir>/<tenant>/locks`; `None`: the tenant has no state directory.
     dir: Option<PathBuf>,
-    /// Lock file index -> (open lock file, holds).
+    /// Lock file index -> (open lock file, holds of all its keys).
     held: HashMap<u64, (File, u32)>,
+    /// Holds per key (unlocking a key not held is a no-op, even when
+    /// another key on the same file is held).
+    keys: HashMap<String, u32>,
 }
 
 /// FNV-1a: stable across processes, so every child maps a key to the same file.
@@ -51,6 +54,7 @@ impl StateLocks {
         StateLocks {
             dir: dir.map(Path::to_path_buf),
             held: HashMap::new(),
+            keys: HashMap::new(),
         }
     }
 
@@ -60,6 +64,7 @@ impl StateLocks {
         let index = bucket(key);
         if let Some((_, holds)) = self.held.get_mut(&index) {
             *holds += 1;
+            *self.keys.entry(key.to_string()).or_insert(0) += 1;
             return Ok(());
         }
         if self.held.len() >= MAX_HELD {
@@ -105,12 +110,20 @@ impl StateLocks {
             pause = (pause * 2).min(Duration::from_millis(10));
         }
         self.held.insert(index, (file, 1));
+        self.keys.insert(key.to_string(), 1);
         Ok(())
     }
 
     /// Release one hold of the lock for `key`.
     pub fn unlock(&mut self, key: &str) -> Result<(), HostError> {
         check_key(key)?;
+        let Some(key_holds) = self.keys.get_mut(key) else {
+            return Ok(());
+        };
+        *key_holds -= 1;
+        if *key_holds == 0 {
+            self.keys.remove(key);
+        }
         let index = bucket(key);
         if let Some((_, holds)) = self.held.get_mut(&index) {
             *holds -= 1;
@@ -125,6 +138,7 @@ impl StateLocks {
     /// Release every lock (the request ended).
     pub fn release_all(&mut self) {
         self.held.clear();
+        self.keys.clear();
     }
 
     /// Locks held right now.
@@ -193,6 +207,9 @@ mod tests {
         assert!(b.lock("session-1", soon()).is_err(), "still held once");
         a.unlock("session-1").unwrap();
         b.lock("session-1", soon()).unwrap();
+        // Unlocking a key not held releases nothing.
+        b.unlock("session-2").unwrap();
+        assert!(a.lock("session-1", soon()).is_err());
         b.release_all();
         a.lock("session-1", soon()).unwrap();
         let _ = std::fs::remove_dir_all(&dir);

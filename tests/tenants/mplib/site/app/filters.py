@@ -43,3 +43,14 @@ def sneaky(filter):
     filter.pass_on()
     if filter.read() is None:
         filter.close()
+
+
+def double(filter):
+    """Doubles every byte: a filter whose output is larger than what the
+    reader asked for."""
+    data = filter.read()
+    while data:
+        filter.write(bytes(b for byte in data for b in (byte, byte)))
+        data = filter.read()
+    if data is None:
+        filter.close()
