@@ -329,6 +329,8 @@ fn writable_dirs(settings: &SandboxConfig, tenants: &[String]) -> Vec<PathBuf> {
         cache.clone(),
         pycache.clone(),
         status::status_dir(cache),
+        // Tenant snapshots (built by the children, sandbox/src/snapshot.rs).
+        cache.join("snapshots"),
         state.clone(),
     ];
     for tenant in tenants {

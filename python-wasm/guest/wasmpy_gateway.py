@@ -145,18 +145,29 @@ def _record(response):
     )
 
 
+def _fresh_entropy():
+    """Reseed what a snapshot (the runtime's, or a tenant's) froze: the
+    `random` module's PRNG and `tempfile`'s name sequence."""
+    random.seed()
+    tempfile = sys.modules.get("tempfile")
+    if tempfile is not None:
+        tempfile._name_sequence = None
+
+
 class WitWorld(wit_world.WitWorld):
     """The exports of the runtime component."""
 
     def load(self, entry: str, env: list) -> None:
         if _State.loaded and _State.entry == entry:
+            # An instance restored from the tenant's snapshot: the import is
+            # done, but what the snapshot froze must differ per instance.
+            _fresh_entropy()
             return
         try:
             wsgi.environment(env)
             _set_output_streams()
             _set_import_path()
-            # The snapshot froze the PRNG state of the build: reseed per instance.
-            random.seed()
+            _fresh_entropy()
             _State.app = _import_entry(entry) if entry else None
             _State.entry = entry
             _State.loaded = True

@@ -362,10 +362,13 @@ impl Inner {
             }
         }
         let started = Instant::now();
+        let snapshot = pool.snapshot();
+        let pre = snapshot.as_deref().unwrap_or(&self.runtime.pre);
         let created = tokio::time::timeout(
             tenant.policy.limits.request_timeout,
             Instance::create(
                 &self.runtime,
+                pre,
                 tenant,
                 &pool.dirs,
                 &self.log_sink,

@@ -11,7 +11,7 @@ use wasmtime::component::ResourceTable;
 use wasmtime::{ResourceLimiter, Store};
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder};
 
-use crate::bindings::Gateway;
+use crate::bindings::{Gateway, GatewayPre};
 use crate::clock::RequestClock;
 use crate::host::state::StateLocks;
 use crate::host::HostState;
@@ -149,7 +149,7 @@ fn preopen(
 /// The guest's environment: the policy's `[env]`, and `TMPDIR` inside the
 /// tenant's private state (so that `tempfile` writes there) unless the
 /// policy sets it.
-fn guest_env(tenant: &Tenant, dirs: &TenantDirs) -> Vec<(String, String)> {
+pub(crate) fn guest_env(tenant: &Tenant, dirs: &TenantDirs) -> Vec<(String, String)> {
     let mut env = tenant.policy.env.clone();
     if dirs.state.is_some() && !env.iter().any(|(key, _)| key == "TMPDIR") {
         env.push(("TMPDIR".to_string(), format!("{GUEST_STATE}/tmp")));
@@ -192,38 +192,52 @@ fn wasi_context(
     Ok(builder.build())
 }
 
+/// A store for one instance of `tenant`: its capabilities, memory cap and
+/// log, with the import's deadline running; and its log pipe.
+pub(crate) fn new_store(
+    runtime: &Runtime,
+    tenant: &Tenant,
+    dirs: &TenantDirs,
+    global: &Arc<GlobalUsage>,
+    penalized: bool,
+) -> Result<(Store<HostState>, LogPipe), CreateError> {
+    let policy = &tenant.policy;
+    let log = LogPipe::new(policy.limits.log_limit_bytes as usize);
+    let state = HostState {
+        wasi: wasi_context(runtime, tenant, dirs, &log)?,
+        table: ResourceTable::new(),
+        limiter: MemoryLimiter::new(policy.limits.memory_bytes as usize, Arc::clone(global)),
+        clock: RequestClock::idle(),
+        request: None,
+        locks: StateLocks::new(dirs.locks.as_deref()),
+    };
+    let mut store = Store::new(&runtime.engine, state);
+    store.limiter(|state| &mut state.limiter);
+    store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().clock.on_tick()));
+    // Importing the application is bounded by the request deadline too.
+    let first_check = store
+        .data_mut()
+        .clock
+        .start(policy.limits.request_timeout, penalized, false);
+    store.set_epoch_deadline(first_check);
+    Ok((store, log))
+}
+
 impl Instance {
-    /// Instantiate the runtime for `tenant` and import its application.
+    /// Instantiate `pre` (the runtime, or the tenant's snapshot of it) for
+    /// `tenant` and import its application (a snapshot has it imported:
+    /// `load` then only reseeds).
     pub async fn create(
         runtime: &Runtime,
+        pre: &GatewayPre<HostState>,
         tenant: &Tenant,
         dirs: &TenantDirs,
         log_sink: &LogSink,
         global: &Arc<GlobalUsage>,
         penalized: bool,
     ) -> Result<Instance, CreateError> {
-        let policy = &tenant.policy;
-        let log = LogPipe::new(policy.limits.log_limit_bytes as usize);
-        let state = HostState {
-            wasi: wasi_context(runtime, tenant, dirs, &log)?,
-            table: ResourceTable::new(),
-            limiter: MemoryLimiter::new(policy.limits.memory_bytes as usize, Arc::clone(global)),
-            clock: RequestClock::idle(),
-            request: None,
-            locks: StateLocks::new(dirs.locks.as_deref()),
-        };
-        let mut store = Store::new(&runtime.engine, state);
-        store.limiter(|state| &mut state.limiter);
-        store.epoch_deadline_callback(|mut ctx| Ok(ctx.data_mut().clock.on_tick()));
-        // Importing the application is bounded by the request deadline too.
-        let first_check =
-            store
-                .data_mut()
-                .clock
-                .start(policy.limits.request_timeout, penalized, false);
-        store.set_epoch_deadline(first_check);
-        let gateway = runtime
-            .pre
+        let (mut store, log) = new_store(runtime, tenant, dirs, global, penalized)?;
+        let gateway = pre
             .instantiate_async(&mut store)
             .await
             .map_err(|e| CreateError::Host(format!("cannot instantiate the runtime: {e:#}")))?;

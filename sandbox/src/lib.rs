@@ -21,6 +21,7 @@ mod pool;
 mod reload;
 mod runtime;
 mod session;
+mod snapshot;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -220,7 +221,22 @@ impl Sandbox {
     pub fn add_tenant(&self, tenant: Tenant) -> u64 {
         let pool = self.inner.new_pool(tenant);
         let generation = pool.generation;
-        self.inner.install(pool);
+        self.inner.install(Arc::clone(&pool));
+        if self.inner.runtime.split.is_some() && pool.tenant.wsgi_entry().is_some() {
+            // Its snapshot is found or built in the background; instances
+            // import the application until it is there.
+            let inner = Arc::clone(&self.inner);
+            let weak = Arc::downgrade(&pool);
+            let _ = std::thread::Builder::new()
+                .name("wasmpy-snapshot".into())
+                .spawn(move || {
+                    if let Some(pool) = weak.upgrade() {
+                        if let Some(pre) = inner.snapshot_for(&pool) {
+                            pool.set_snapshot(pre);
+                        }
+                    }
+                });
+        }
         generation
     }
 
@@ -390,8 +406,12 @@ impl Inner {
             .map_err(|errors| errors.to_string())
             .and_then(|tenant| {
                 let next = self.new_pool(tenant);
-                // Warm the new generation before it takes requests: no request
-                // pays its cold start, and code that does not import never serves.
+                // Its snapshot first (the current generation serves meanwhile),
+                // then warm it before it takes requests: no request pays its
+                // cold start, and code that does not import never serves.
+                if let Some(pre) = self.snapshot_for(&next) {
+                    next.set_snapshot(pre);
+                }
                 let _tokio = self.tokio.enter();
                 let instance = block_on::block_on(self.create(&next), self.tokio.handle())
                     .map_err(|(_, why)| why)?;

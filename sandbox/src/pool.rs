@@ -61,6 +61,9 @@ pub(crate) struct Pool {
     pub generation: u64,
     /// The tenant's writable directories on the host.
     pub dirs: TenantDirs,
+    /// The runtime linked with this generation's snapshot, once built:
+    /// new instances start from it (`snapshot.rs`).
+    snapshot: std::sync::RwLock<Option<Arc<crate::bindings::GatewayPre<crate::host::HostState>>>>,
     pub counters: Counters,
     /// The deployment this generation was loaded from.
     pub fingerprint: Fingerprint,
@@ -98,10 +101,21 @@ impl Pool {
             tenant,
             generation,
             dirs,
+            snapshot: std::sync::RwLock::default(),
             counters: Counters::default(),
             state: Mutex::default(),
             freed: Condvar::new(),
         }
+    }
+
+    /// The runtime linked with this generation's snapshot, if built.
+    pub fn snapshot(&self) -> Option<Arc<crate::bindings::GatewayPre<crate::host::HostState>>> {
+        self.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// New instances start from `pre` from now on.
+    pub fn set_snapshot(&self, pre: Arc<crate::bindings::GatewayPre<crate::host::HostState>>) {
+        *self.snapshot.write().unwrap_or_else(|e| e.into_inner()) = Some(pre);
     }
 
     pub fn lock(&self) -> MutexGuard<'_, PoolState> {

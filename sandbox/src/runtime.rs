@@ -45,6 +45,9 @@ pub struct EngineSettings {
     pub max_instances: u32,
     /// Most linear memory of all instances together, in bytes.
     pub max_memory: u64,
+    /// Start the instances of tenants with a WSGI entry from a per-tenant
+    /// snapshot of their imported application (`snapshot.rs`).
+    pub snapshots: bool,
 }
 
 impl Default for EngineSettings {
@@ -53,6 +56,7 @@ impl Default for EngineSettings {
             pool_slots: 256,
             max_instances: 256,
             max_memory: 16 << 30,
+            snapshots: true,
         }
     }
 }
@@ -62,6 +66,9 @@ pub(crate) struct Runtime {
     pub engine: Engine,
     pub pre: GatewayPre<HostState>,
     pub stdlib: PathBuf,
+    /// The runtime split for tenant snapshots (`None`: snapshots are off,
+    /// or the runtime could not be split: every instance imports).
+    pub split: Option<crate::snapshot::SplitRuntime>,
 }
 
 fn engine_config(settings: &EngineSettings) -> Config {
@@ -129,10 +136,23 @@ impl Runtime {
                 "not a Python standard library (no os.py)".into(),
             ));
         }
+        let split = if settings.snapshots {
+            std::fs::read(&files.component)
+                .map_err(|e| e.to_string())
+                .and_then(|wasm| {
+                    crate::snapshot::SplitRuntime::load(&engine, &wasm, cache_dir, linker.clone())
+                        .map_err(|e| e.to_string())
+                })
+                .inspect_err(|e| tracing::warn!("tenant snapshots off: {e}"))
+                .ok()
+        } else {
+            None
+        };
         Ok(Runtime {
             engine,
             pre,
             stdlib: files.stdlib.clone(),
+            split,
         })
     }
 }

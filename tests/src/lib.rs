@@ -345,6 +345,22 @@ impl Apache {
         extra: &[&str],
         env: &[(&str, &str)],
     ) -> Apache {
+        Apache::start_in(tenants_dir, mpm, extra, env, &cache_dir())
+    }
+
+    /// Start Apache with its own cache directory `cache` (instead of the
+    /// one the tests share).
+    pub fn start_with_cache(tenants_dir: &Path, mpm: &str, cache: &Path) -> Apache {
+        Apache::start_in(tenants_dir, mpm, &[], &[], cache)
+    }
+
+    fn start_in(
+        tenants_dir: &Path,
+        mpm: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        cache: &Path,
+    ) -> Apache {
         let port = free_port();
         let run_dir = tenants_dir.join(format!(".apache-{mpm}-{port}"));
         let mut command = Command::new(binary("wasmpy"));
@@ -355,7 +371,7 @@ impl Apache {
             .arg("--run-dir")
             .arg(&run_dir)
             .arg("--cache-dir")
-            .arg(cache_dir())
+            .arg(cache)
             .args(extra)
             .envs(env.iter().copied());
         // Its own process group: prefork's shutdown signals the whole group.

@@ -1,0 +1,437 @@
+//! Per-tenant snapshots: a tenant's application imported once in a builder
+//! instance, its linear memory captured, and every later instance of that
+//! tenant started from the capture instead of importing again.
+//!
+//! The runtime is split once per process (`wasmpy-snapshot`): the component
+//! without its memory-owning core modules (0, the main module with the heap
+//! image, and 1, the WASI adapter), which import them instead, is compiled
+//! and shared by every tenant; each tenant links its own modules 0 and 1 (a
+//! copy-on-write heap image compiled in tens of milliseconds). A tenant
+//! without a snapshot links the runtime's own modules 0 and 1.
+//!
+//! Building (`build`): the runtime with two reset exports added, instrumented
+//! by `wasmtime-wizer`, is instantiated for the tenant; `load` imports the
+//! application; the WASI handles libc and the adapter cached in linear memory
+//! are reset (as componentize-py's own pre-initialisation does), and wizer
+//! captures memory and globals. A restored instance calls `load` again, which
+//! finds the application imported and only reseeds what must differ per
+//! instance (`random`, `tempfile` names).
+//!
+//! Files (in `<cache>/snapshots/`): the tenant's two compiled modules, named
+//! after the runtime, the engine and the tenant's deployment, each with the
+//! SHA-256 recorded when it was written; a file whose digest does not match
+//! is rebuilt, never run.
+
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::{Component, Linker};
+use wasmtime::{Engine, Module};
+use wasmtime::component::{Instance as ComponentInstance, Lift, WasmList};
+use wasmtime_wizer::{ComponentInstanceState, Wizer};
+
+use crate::bindings::{Gateway, GatewayPre};
+use crate::host::HostState;
+
+/// Names under which the shared runtime imports the memory-owning modules.
+const MODULE_NAMES: [&str; 2] = ["wasmpy-module-0", "wasmpy-module-1"];
+
+/// Why a snapshot could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SnapshotError {
+    /// The runtime could not be split or instrumented.
+    #[error("runtime: {0}")]
+    Runtime(String),
+    /// Compiling or linking failed.
+    #[error("wasmtime: {0}")]
+    Wasmtime(String),
+    /// The tenant's application failed to import in the builder.
+    #[error("the application did not import: {0}")]
+    Import(String),
+    /// Reading or writing the cache.
+    #[error("{0}: {1}")]
+    Io(PathBuf, std::io::Error),
+}
+
+fn wasmtime_err(e: impl std::fmt::Display) -> SnapshotError {
+    SnapshotError::Wasmtime(format!("{e:#}"))
+}
+
+/// The split runtime, shared by every tenant of the process.
+pub(crate) struct SplitRuntime {
+    /// The runtime (with reset exports) whose modules 0 and 1 are imports.
+    shared: Component,
+    /// WASI and the gateway's host interfaces (no modules yet).
+    linker: Linker<HostState>,
+    /// The runtime with reset exports, as bytes (the builder instruments it).
+    with_resets: Vec<u8>,
+    /// Where compiled snapshots live.
+    dir: PathBuf,
+    /// Names the runtime and the engine in snapshot file names.
+    key: String,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Compile `bytes` as a core module, through a digest-checked cache file.
+fn cached_module(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<Module, SnapshotError> {
+    if let Some(module) = load_module(engine, path) {
+        return Ok(module);
+    }
+    let compiled = engine.precompile_module(bytes).map_err(wasmtime_err)?;
+    write_checked(path, &compiled)?;
+    load_module(engine, path)
+        .ok_or_else(|| SnapshotError::Wasmtime(format!("{}: unusable after writing", path.display())))
+}
+
+/// A compiled module from `path` if its recorded digest matches.
+fn load_module(engine: &Engine, path: &Path) -> Option<Module> {
+    let expected = std::fs::read_to_string(digest_path(path)).ok()?;
+    let bytes = std::fs::read(path).ok()?;
+    if hex(&Sha256::digest(&bytes)) != expected.trim() {
+        tracing::warn!(path = %path.display(), "snapshot file has a wrong digest: rebuilt");
+        return None;
+    }
+    drop(bytes);
+    // SAFETY: written by `Engine::precompile_module` of an engine with the
+    // same compatibility hash (in the file name); the digest matches.
+    unsafe { Module::deserialize_file(engine, path) }
+        .inspect_err(|e| tracing::warn!(path = %path.display(), "snapshot file rejected: {e:#}"))
+        .ok()
+}
+
+fn digest_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".sha256");
+    PathBuf::from(name)
+}
+
+/// Write `bytes` and their digest atomically (temp file + rename).
+fn write_checked(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
+    let io = |e| SnapshotError::Io(path.to_path_buf(), e);
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(io)?;
+    let digest = digest_path(path);
+    let tmp = digest.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, hex(&Sha256::digest(bytes))).map_err(io)?;
+    std::fs::rename(&tmp, &digest).map_err(io)
+}
+
+impl SplitRuntime {
+    /// Split the runtime `wasm` (compiled pieces cached in `cache_dir`).
+    pub fn load(
+        engine: &Engine,
+        wasm: &[u8],
+        cache_dir: &Path,
+        linker: Linker<HostState>,
+    ) -> Result<Self, SnapshotError> {
+        let started = Instant::now();
+        let with_resets = wasmpy_snapshot::add_reset_exports(wasm)
+            .map_err(|e| SnapshotError::Runtime(e.to_string()))?;
+        let split = wasmpy_snapshot::split_memory_modules(&with_resets)
+            .map_err(|e| SnapshotError::Runtime(e.to_string()))?;
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        std::hash::Hash::hash(&engine.precompile_compatibility_hash(), &mut hasher);
+        let key = format!(
+            "{}-{:016x}",
+            &hex(&Sha256::digest(wasm))[..16],
+            std::hash::Hasher::finish(&hasher)
+        );
+        let dir = cache_dir.join("snapshots");
+        let shared_path = dir.join(format!("shared-{key}.cwasm"));
+        let shared = match load_component(engine, &shared_path) {
+            Some(component) => component,
+            None => {
+                let compiled = engine.precompile_component(&split.shared).map_err(wasmtime_err)?;
+                write_checked(&shared_path, &compiled)?;
+                load_component(engine, &shared_path).ok_or_else(|| {
+                    SnapshotError::Wasmtime("the shared runtime is unusable after writing".into())
+                })?
+            }
+        };
+        let base = [0, 1].map(|i| {
+            cached_module(
+                engine,
+                &dir.join(format!("base{i}-{key}.cwasm")),
+                &split.modules[i].1,
+            )
+        });
+        let [base0, base1] = base;
+        let split = SplitRuntime {
+            shared,
+            linker,
+            with_resets,
+            dir,
+            key,
+        };
+        // The split runtime must link with the runtime's own modules.
+        split.pre(&[base0?, base1?])?;
+        tracing::info!(elapsed = ?started.elapsed(), "runtime split for tenant snapshots");
+        Ok(split)
+    }
+
+    /// The pre-linked runtime for instances starting from `modules`.
+    pub fn pre(&self, modules: &[Module; 2]) -> Result<GatewayPre<HostState>, SnapshotError> {
+        let mut linker = self.linker.clone();
+        for (name, module) in MODULE_NAMES.iter().zip(modules) {
+            linker.root().module(name, module).map_err(wasmtime_err)?;
+        }
+        let pre = linker.instantiate_pre(&self.shared).map_err(wasmtime_err)?;
+        GatewayPre::new(pre).map_err(wasmtime_err)
+    }
+
+    /// Files of the snapshot of a deployment named `deployment`.
+    fn paths(&self, tenant: &str, deployment: &str) -> [PathBuf; 2] {
+        [0, 1].map(|i| {
+            self.dir
+                .join(format!("{tenant}-{deployment}-{}-m{i}.cwasm", self.key))
+        })
+    }
+
+    /// The tenant's snapshot if it is on disk and intact.
+    pub fn cached(&self, engine: &Engine, tenant: &str, deployment: &str) -> Option<[Module; 2]> {
+        let [p0, p1] = self.paths(tenant, deployment);
+        Some([load_module(engine, &p0)?, load_module(engine, &p1)?])
+    }
+
+    /// Build the tenant's snapshot with `run` (which instantiates the
+    /// instrumented runtime, imports the application and snapshots it),
+    /// once per server: other processes wait on the lock and then find it.
+    pub async fn build<F>(
+        &self,
+        engine: &Engine,
+        tenant: &str,
+        deployment: &str,
+        run: F,
+    ) -> Result<[Module; 2], SnapshotError>
+    where
+        F: AsyncFnOnce(&Component, &wasmtime_wizer::ComponentContext<'_>, &Wizer) -> Result<Vec<u8>, SnapshotError>,
+    {
+        let [p0, p1] = self.paths(tenant, deployment);
+        let lock_path = self.dir.join(format!("{tenant}-{deployment}-{}.lock", self.key));
+        std::fs::create_dir_all(&self.dir).map_err(|e| SnapshotError::Io(self.dir.clone(), e))?;
+        let lock = File::create(&lock_path).map_err(|e| SnapshotError::Io(lock_path.clone(), e))?;
+        // SAFETY: a plain system call on a descriptor we own; blocks until
+        // another process building the same snapshot is done.
+        unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) };
+        if let Some(modules) = self.cached(engine, tenant, deployment) {
+            return Ok(modules);
+        }
+        let started = Instant::now();
+        let wizer = Wizer::new();
+        let (cx, instrumented) = wizer
+            .instrument_component(&self.with_resets)
+            .map_err(|e| SnapshotError::Runtime(format!("{e:#}")))?;
+        let instrumented_path = self.dir.join(format!(
+            "instrumented-{}-{}.cwasm",
+            &hex(&Sha256::digest(&instrumented))[..16],
+            self.key
+        ));
+        let component = match load_component(engine, &instrumented_path) {
+            Some(component) => component,
+            None => {
+                let compiled = engine.precompile_component(&instrumented).map_err(wasmtime_err)?;
+                write_checked(&instrumented_path, &compiled)?;
+                load_component(engine, &instrumented_path).ok_or_else(|| {
+                    SnapshotError::Wasmtime("the instrumented runtime is unusable".into())
+                })?
+            }
+        };
+        let snapshot = run(&component, &cx, &wizer).await?;
+        let split = wasmpy_snapshot::split_memory_modules(&snapshot)
+            .map_err(|e| SnapshotError::Runtime(e.to_string()))?;
+        let m0 = cached_module(engine, &p0, &split.modules[0].1)?;
+        let m1 = cached_module(engine, &p1, &split.modules[1].1)?;
+        tracing::info!(tenant, elapsed = ?started.elapsed(), "tenant snapshot built");
+        Ok([m0, m1])
+    }
+
+    /// Instantiate the instrumented runtime in `store`, import the tenant's
+    /// application, reset the cached WASI handles and capture the result.
+    pub async fn capture(
+        store: &mut wasmtime::Store<HostState>,
+        linker: &Linker<HostState>,
+        component: &Component,
+        cx: &wasmtime_wizer::ComponentContext<'_>,
+        wizer: &Wizer,
+        entry: &str,
+        env: &[(String, String)],
+    ) -> Result<Vec<u8>, SnapshotError> {
+        let instance = linker
+            .instantiate_async(&mut *store, component)
+            .await
+            .map_err(wasmtime_err)?;
+        let gateway = Gateway::new(&mut *store, &instance).map_err(wasmtime_err)?;
+        gateway
+            .call_load(&mut *store, entry, env)
+            .await
+            .map_err(wasmtime_err)?
+            .map_err(SnapshotError::Import)?;
+        for reset in ["wasmpy-reset-adapter", "wasmpy-reset-preopens"] {
+            let func = instance
+                .get_typed_func::<(), ()>(&mut *store, reset)
+                .map_err(wasmtime_err)?;
+            func.call_async(&mut *store, ()).await.map_err(wasmtime_err)?;
+        }
+        wizer
+            .snapshot_component(cx, &mut Captured { store, instance })
+            .await
+            .map_err(|e| SnapshotError::Runtime(format!("{e:#}")))
+    }
+
+    /// The linker (WASI and the gateway's interfaces).
+    pub fn linker(&self) -> &Linker<HostState> {
+        &self.linker
+    }
+}
+
+fn load_component(engine: &Engine, path: &Path) -> Option<Component> {
+    let expected = std::fs::read_to_string(digest_path(path)).ok()?;
+    let bytes = std::fs::read(path).ok()?;
+    if hex(&Sha256::digest(&bytes)) != expected.trim() {
+        return None;
+    }
+    drop(bytes);
+    // SAFETY: written by `Engine::precompile_component` of an engine with the
+    // same compatibility hash (in the file name); the digest matches.
+    unsafe { Component::deserialize_file(engine, path) }.ok()
+}
+
+/// What wizer reads the instrumented instance through (its own
+/// implementation needs wasmtime features this engine does not enable).
+struct Captured<'a> {
+    store: &'a mut wasmtime::Store<HostState>,
+    instance: ComponentInstance,
+}
+
+impl Captured<'_> {
+    async fn call<R, R2>(
+        &mut self,
+        instance: &str,
+        func: &str,
+        use_ret: impl FnOnce(&wasmtime::Store<HostState>, R) -> R2,
+    ) -> R2
+    where
+        R: Lift + Send + Sync + 'static,
+    {
+        // Wizer's own accessors, added by its instrumentation: present.
+        let (_, exported) = self
+            .instance
+            .get_export(&mut *self.store, None, instance)
+            .expect("wizer's accessor instance");
+        let (_, func) = self
+            .instance
+            .get_export(&mut *self.store, Some(&exported), func)
+            .expect("wizer's accessor");
+        let func = self
+            .instance
+            .get_typed_func::<(), (R,)>(&mut *self.store, func)
+            .expect("wizer's accessor type");
+        let ret = func
+            .call_async(&mut *self.store, ())
+            .await
+            .expect("wizer's accessor call")
+            .0;
+        use_ret(self.store, ret)
+    }
+}
+
+impl ComponentInstanceState for Captured<'_> {
+    async fn call_func_ret_list_u8(
+        &mut self,
+        instance: &str,
+        func: &str,
+        contents: impl FnOnce(&[u8]) + Send,
+    ) {
+        self.call(instance, func, |store, list: WasmList<u8>| {
+            contents(list.as_le_slice(store));
+        })
+        .await
+    }
+
+    async fn call_func_ret_s32(&mut self, instance: &str, func: &str) -> i32 {
+        self.call(instance, func, |_, r| r).await
+    }
+
+    async fn call_func_ret_s64(&mut self, instance: &str, func: &str) -> i64 {
+        self.call(instance, func, |_, r| r).await
+    }
+
+    async fn call_func_ret_f32(&mut self, instance: &str, func: &str) -> u32 {
+        self.call(instance, func, |_, r: f32| r.to_bits()).await
+    }
+
+    async fn call_func_ret_f64(&mut self, instance: &str, func: &str) -> u64 {
+        self.call(instance, func, |_, r: f64| r.to_bits()).await
+    }
+}
+
+impl crate::Inner {
+    /// The runtime linked with `pool`'s snapshot: from the cache, or built
+    /// now (blocking: call it from a background thread). `None` for a tenant
+    /// without a WSGI entry (nothing to import), with snapshots off, or when
+    /// the build failed (logged under the tenant's name; its instances then
+    /// import as before).
+    pub(crate) fn snapshot_for(
+        &self,
+        pool: &crate::pool::Pool,
+    ) -> Option<std::sync::Arc<GatewayPre<HostState>>> {
+        let split = self.runtime.split.as_ref()?;
+        let tenant = &pool.tenant;
+        let entry = tenant.wsgi_entry()?.to_string();
+        let engine = &self.runtime.engine;
+        let deployment = crate::reload::deployment_key(tenant);
+        let modules = match split.cached(engine, &tenant.name, &deployment) {
+            Some(modules) => Ok(modules),
+            None => {
+                let env = crate::instance::guest_env(tenant, &pool.dirs);
+                let build = split.build(engine, &tenant.name, &deployment, async |component, cx, wizer| {
+                    let (mut store, log) = crate::instance::new_store(
+                        &self.runtime,
+                        tenant,
+                        &pool.dirs,
+                        &self.global,
+                        false,
+                    )
+                    .map_err(|e| SnapshotError::Runtime(format!("{e:?}")))?;
+                    let captured = SplitRuntime::capture(
+                        &mut store,
+                        split.linker(),
+                        component,
+                        cx,
+                        wizer,
+                        &entry,
+                        &env,
+                    )
+                    .await;
+                    crate::emit_log(&self.log_sink, &tenant.name, &log);
+                    captured
+                });
+                let _tokio = self.tokio.enter();
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::block_on::block_on(build, self.tokio.handle())
+                }))
+                .unwrap_or_else(|_| Err(SnapshotError::Runtime("the builder panicked".into())))
+            }
+        };
+        let pre = modules.and_then(|modules| split.pre(&modules));
+        match pre {
+            Ok(pre) => Some(std::sync::Arc::new(pre)),
+            Err(e) => {
+                self.log(
+                    &tenant.name,
+                    &format!("mod_wasmpy: no snapshot, instances import the application: {e}"),
+                );
+                None
+            }
+        }
+    }
+}
