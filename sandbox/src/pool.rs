@@ -110,7 +110,10 @@ impl Pool {
 
     /// The runtime linked with this generation's snapshot, if built.
     pub fn snapshot(&self) -> Option<Arc<crate::bindings::GatewayPre<crate::host::HostState>>> {
-        self.snapshot.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.snapshot
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     /// New instances start from `pre` from now on.

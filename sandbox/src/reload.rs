@@ -73,10 +73,18 @@ pub(crate) fn deployment_key(tenant: &Tenant) -> String {
     }
     files.sort();
     for path in files {
-        hasher.update(path.strip_prefix(&tenant.app_dir).unwrap_or(&path).as_os_str().as_encoded_bytes());
+        hasher.update(
+            path.strip_prefix(&tenant.app_dir)
+                .unwrap_or(&path)
+                .as_os_str()
+                .as_encoded_bytes(),
+        );
         hasher.update([0]);
         hasher.update(std::fs::read(&path).unwrap_or_default());
         hasher.update([0]);
     }
-    hasher.finalize()[..12].iter().map(|b| format!("{b:02x}")).collect()
+    hasher.finalize()[..12]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -29,8 +29,8 @@ use std::time::Instant;
 
 use sha2::{Digest, Sha256};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Engine, Module};
 use wasmtime::component::{Instance as ComponentInstance, Lift, WasmList};
+use wasmtime::{Engine, Module};
 use wasmtime_wizer::{ComponentInstanceState, Wizer};
 
 use crate::bindings::{Gateway, GatewayPre};
@@ -85,8 +85,9 @@ fn cached_module(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<Module, S
     }
     let compiled = engine.precompile_module(bytes).map_err(wasmtime_err)?;
     write_checked(path, &compiled)?;
-    load_module(engine, path)
-        .ok_or_else(|| SnapshotError::Wasmtime(format!("{}: unusable after writing", path.display())))
+    load_module(engine, path).ok_or_else(|| {
+        SnapshotError::Wasmtime(format!("{}: unusable after writing", path.display()))
+    })
 }
 
 /// A compiled module from `path` if its recorded digest matches.
@@ -150,7 +151,9 @@ impl SplitRuntime {
         let shared = match load_component(engine, &shared_path) {
             Some(component) => component,
             None => {
-                let compiled = engine.precompile_component(&split.shared).map_err(wasmtime_err)?;
+                let compiled = engine
+                    .precompile_component(&split.shared)
+                    .map_err(wasmtime_err)?;
                 write_checked(&shared_path, &compiled)?;
                 load_component(engine, &shared_path).ok_or_else(|| {
                     SnapshotError::Wasmtime("the shared runtime is unusable after writing".into())
@@ -213,10 +216,16 @@ impl SplitRuntime {
         run: F,
     ) -> Result<[Module; 2], SnapshotError>
     where
-        F: AsyncFnOnce(&Component, &wasmtime_wizer::ComponentContext<'_>, &Wizer) -> Result<Vec<u8>, SnapshotError>,
+        F: AsyncFnOnce(
+            &Component,
+            &wasmtime_wizer::ComponentContext<'_>,
+            &Wizer,
+        ) -> Result<Vec<u8>, SnapshotError>,
     {
         let [p0, p1] = self.paths(tenant, deployment);
-        let lock_path = self.dir.join(format!("{tenant}-{deployment}-{}.lock", self.key));
+        let lock_path = self
+            .dir
+            .join(format!("{tenant}-{deployment}-{}.lock", self.key));
         std::fs::create_dir_all(&self.dir).map_err(|e| SnapshotError::Io(self.dir.clone(), e))?;
         let lock = File::create(&lock_path).map_err(|e| SnapshotError::Io(lock_path.clone(), e))?;
         // SAFETY: a plain system call on a descriptor we own; blocks until
@@ -238,7 +247,9 @@ impl SplitRuntime {
         let component = match load_component(engine, &instrumented_path) {
             Some(component) => component,
             None => {
-                let compiled = engine.precompile_component(&instrumented).map_err(wasmtime_err)?;
+                let compiled = engine
+                    .precompile_component(&instrumented)
+                    .map_err(wasmtime_err)?;
                 write_checked(&instrumented_path, &compiled)?;
                 load_component(engine, &instrumented_path).ok_or_else(|| {
                     SnapshotError::Wasmtime("the instrumented runtime is unusable".into())
@@ -279,7 +290,9 @@ impl SplitRuntime {
             let func = instance
                 .get_typed_func::<(), ()>(&mut *store, reset)
                 .map_err(wasmtime_err)?;
-            func.call_async(&mut *store, ()).await.map_err(wasmtime_err)?;
+            func.call_async(&mut *store, ())
+                .await
+                .map_err(wasmtime_err)?;
         }
         wizer
             .snapshot_component(cx, &mut Captured { store, instance })
@@ -393,28 +406,33 @@ impl crate::Inner {
             Some(modules) => Ok(modules),
             None => {
                 let env = crate::instance::guest_env(tenant, &pool.dirs);
-                let build = split.build(engine, &tenant.name, &deployment, async |component, cx, wizer| {
-                    let (mut store, log) = crate::instance::new_store(
-                        &self.runtime,
-                        tenant,
-                        &pool.dirs,
-                        &self.global,
-                        false,
-                    )
-                    .map_err(|e| SnapshotError::Runtime(format!("{e:?}")))?;
-                    let captured = SplitRuntime::capture(
-                        &mut store,
-                        split.linker(),
-                        component,
-                        cx,
-                        wizer,
-                        &entry,
-                        &env,
-                    )
-                    .await;
-                    crate::emit_log(&self.log_sink, &tenant.name, &log);
-                    captured
-                });
+                let build = split.build(
+                    engine,
+                    &tenant.name,
+                    &deployment,
+                    async |component, cx, wizer| {
+                        let (mut store, log) = crate::instance::new_store(
+                            &self.runtime,
+                            tenant,
+                            &pool.dirs,
+                            &self.global,
+                            false,
+                        )
+                        .map_err(|e| SnapshotError::Runtime(format!("{e:?}")))?;
+                        let captured = SplitRuntime::capture(
+                            &mut store,
+                            split.linker(),
+                            component,
+                            cx,
+                            wizer,
+                            &entry,
+                            &env,
+                        )
+                        .await;
+                        crate::emit_log(&self.log_sink, &tenant.name, &log);
+                        captured
+                    },
+                );
                 let _tokio = self.tokio.enter();
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
                     crate::block_on::block_on(build, self.tokio.handle())

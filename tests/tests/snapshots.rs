@@ -74,7 +74,10 @@ fn restored_instances_behave_as_freshly_imported_ones() {
         // Module state as right after the import, in every instance.
         assert_eq!(answer["counter"], 1, "{answer}");
         assert_eq!(answer["greeting"], "from the policy", "{answer}");
-        assert_eq!(answer["data"], "data file read after the restore", "{answer}");
+        assert_eq!(
+            answer["data"], "data file read after the restore",
+            "{answer}"
+        );
     }
     // Entropy differs per instance.
     let randoms: std::collections::BTreeSet<String> =
@@ -104,7 +107,10 @@ fn a_corrupted_snapshot_is_rebuilt_never_run() {
     }
     // Flip bytes in the middle of the tenant's heap module.
     let files = snapshot_files(&cache);
-    let m0 = files.iter().find(|p| p.to_string_lossy().ends_with("-m0.cwasm")).unwrap();
+    let m0 = files
+        .iter()
+        .find(|p| p.to_string_lossy().ends_with("-m0.cwasm"))
+        .unwrap();
     let mut bytes = std::fs::read(m0).unwrap();
     let middle = bytes.len() / 2;
     for b in &mut bytes[middle..middle + 64] {
@@ -143,7 +149,11 @@ fn an_import_failure_gives_no_snapshot_and_the_old_generation_keeps_serving() {
     });
     let wsgi = scratch.path("snap/app/wsgi.py");
     let source = std::fs::read_to_string(&wsgi).unwrap();
-    std::fs::write(&wsgi, format!("{source}\nraise RuntimeError('broken deployment')\n")).unwrap();
+    std::fs::write(
+        &wsgi,
+        format!("{source}\nraise RuntimeError('broken deployment')\n"),
+    )
+    .unwrap();
     // The reload is refused; the old generation serves on.
     poll("the refusal in the log", Duration::from_secs(30), || {
         apache
@@ -155,5 +165,9 @@ fn an_import_failure_gives_no_snapshot_and_the_old_generation_keeps_serving() {
         let reply = get(port, "/snap/");
         assert_eq!(reply.status, 200, "{}", apache.error_log());
     }
-    assert_eq!(snapshot_files(&cache).len(), 2, "no snapshot of the broken deployment");
+    assert_eq!(
+        snapshot_files(&cache).len(),
+        2,
+        "no snapshot of the broken deployment"
+    );
 }
