@@ -433,11 +433,27 @@ impl crate::Inner {
                         captured
                     },
                 );
-                let _tokio = self.tokio.enter();
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    crate::block_on::block_on(build, self.tokio.handle())
-                }))
-                .unwrap_or_else(|_| Err(SnapshotError::Runtime("the builder panicked".into())))
+                // Background work: on a SCHED_IDLE thread of its own, so that
+                // it never takes CPU from requests (a penalized tenant's own
+                // imports run at that priority too).
+                let handle = self.tokio.handle();
+                std::thread::scope(|scope| {
+                    let builder = std::thread::Builder::new()
+                        .name("wasmpy-snapshot-build".into())
+                        .spawn_scoped(scope, || {
+                            let param = libc::sched_param { sched_priority: 0 };
+                            // SAFETY: sets the policy of this (our own) thread.
+                            unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+                            let _tokio = handle.enter();
+                            crate::block_on::block_on(build, handle)
+                        });
+                    match builder {
+                        Ok(thread) => thread.join().unwrap_or_else(|_| {
+                            Err(SnapshotError::Runtime("the builder panicked".into()))
+                        }),
+                        Err(e) => Err(SnapshotError::Runtime(format!("no builder thread: {e}"))),
+                    }
+                })
             }
         };
         let pre = modules.and_then(|modules| split.pre(&modules));

@@ -162,7 +162,14 @@ fn maps_errors(mpm: &str) {
     }
     chunked.extend_from_slice(b"0\r\n\r\n");
     assert_eq!(raw(port, &chunked).status, 413);
-    assert_eq!(get(port, "/probe/count").status, 200);
+    let after = get(port, "/probe/count");
+    assert_eq!(
+        after.status,
+        200,
+        "{}\n{}",
+        after.text(),
+        apache.error_log()
+    );
 
     let log = apache.error_log();
     assert!(
