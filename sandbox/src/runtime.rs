@@ -56,7 +56,9 @@ impl Default for EngineSettings {
             pool_slots: 256,
             max_instances: 256,
             max_memory: 16 << 30,
-            snapshots: true,
+            // On unless the environment says WASMPY_SNAPSHOTS=0 (to compare,
+            // or to rule snapshots out while investigating a tenant).
+            snapshots: std::env::var("WASMPY_SNAPSHOTS").map_or(true, |v| v != "0"),
         }
     }
 }

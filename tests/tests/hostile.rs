@@ -61,7 +61,15 @@ impl Site {
     fn start(label: &str, env: &[(&str, &str)], setup: impl FnOnce(&Scratch)) -> Site {
         let scratch = Scratch::with_tenants(&format!("hostile-{label}"));
         setup(&scratch);
-        let apache = Apache::start_with_env(&scratch.0, "event", &["--processes", "1"], env);
+        // Without tenant snapshots: `setup` changes the deployments, so each
+        // site would build its tenants' snapshots while the attacks run, and
+        // those background builds share the idle CPU class with the
+        // penalized hostile tenant, whose cases are timed against a 2 s
+        // deadline on two CPUs. Snapshots have their own tests
+        // (tests/tests/snapshots.rs).
+        let mut env = env.to_vec();
+        env.push(("WASMPY_SNAPSHOTS", "0"));
+        let apache = Apache::start_with_env(&scratch.0, "event", &["--processes", "1"], &env);
         let site = Site {
             apache,
             scratch,
