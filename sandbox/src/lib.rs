@@ -111,6 +111,9 @@ struct Inner {
     state_dir: PathBuf,
     log_sink: LogSink,
     stop: AtomicBool,
+    /// Generations whose snapshot is to be found or built (`snapshot.rs`),
+    /// by the snapshot thread.
+    snapshot_queue: Mutex<Vec<std::sync::Weak<Pool>>>,
     next_generation: std::sync::atomic::AtomicU64,
     next_request: std::sync::atomic::AtomicU64,
     global: Arc<GlobalUsage>,
@@ -165,6 +168,7 @@ impl Sandbox {
             state_dir: config.state_dir,
             log_sink: config.log_sink.unwrap_or_else(tracing_sink),
             stop: AtomicBool::new(false),
+            snapshot_queue: Mutex::default(),
             next_generation: 1.into(),
             next_request: 1.into(),
             global: Arc::new(GlobalUsage {
@@ -190,6 +194,11 @@ impl Sandbox {
         sandbox.spawn("wasmpy-prewarm", |inner| {
             inner.every(HOUSEKEEPING_PERIOD, Inner::prewarm)
         })?;
+        if sandbox.inner.runtime.split.is_some() {
+            sandbox.spawn("wasmpy-snapshots", |inner| {
+                inner.every(HOUSEKEEPING_PERIOD, Inner::build_snapshots)
+            })?;
+        }
         Ok(sandbox)
     }
 
@@ -222,21 +231,7 @@ impl Sandbox {
         let pool = self.inner.new_pool(tenant);
         let generation = pool.generation;
         self.inner.install(Arc::clone(&pool));
-        if self.inner.runtime.split.is_some() && pool.tenant.wsgi_entry().is_some() {
-            // Its snapshot is found or built in the background; instances
-            // import the application until it is there.
-            let inner = Arc::clone(&self.inner);
-            let weak = Arc::downgrade(&pool);
-            let _ = std::thread::Builder::new()
-                .name("wasmpy-snapshot".into())
-                .spawn(move || {
-                    if let Some(pool) = weak.upgrade() {
-                        if let Some(pre) = inner.snapshot_for(&pool) {
-                            pool.set_snapshot(pre);
-                        }
-                    }
-                });
-        }
+        self.inner.queue_snapshot(&pool);
         generation
     }
 
@@ -406,12 +401,9 @@ impl Inner {
             .map_err(|errors| errors.to_string())
             .and_then(|tenant| {
                 let next = self.new_pool(tenant);
-                // Its snapshot first (the current generation serves meanwhile),
-                // then warm it before it takes requests: no request pays its
-                // cold start, and code that does not import never serves.
-                if let Some(pre) = self.snapshot_for(&next) {
-                    next.set_snapshot(pre);
-                }
+                // Warm the new generation before it takes requests: no request
+                // pays its cold start, and code that does not import never
+                // serves. Its snapshot follows in the background.
                 let _tokio = self.tokio.enter();
                 let instance = block_on::block_on(self.create(&next), self.tokio.handle())
                     .map_err(|(_, why)| why)?;
@@ -421,6 +413,7 @@ impl Inner {
         match loaded {
             Ok(next) => {
                 let generation = next.generation;
+                self.queue_snapshot(&next);
                 self.install(next);
                 self.log(
                     name,

@@ -388,6 +388,42 @@ impl ComponentInstanceState for Captured<'_> {
 }
 
 impl crate::Inner {
+    /// Have the snapshot thread find or build `pool`'s snapshot; its
+    /// instances import the application until it is there.
+    pub(crate) fn queue_snapshot(&self, pool: &std::sync::Arc<crate::pool::Pool>) {
+        if self.runtime.split.is_some() && pool.tenant.wsgi_entry().is_some() {
+            self.snapshot_queue
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(std::sync::Arc::downgrade(pool));
+        }
+    }
+
+    /// The snapshot thread's work: every queued generation still alive, in
+    /// turn (one build at a time per process).
+    pub(crate) fn build_snapshots(&self) {
+        loop {
+            let next = {
+                let mut queue = self
+                    .snapshot_queue
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                if queue.is_empty() {
+                    return;
+                }
+                queue.remove(0)
+            };
+            if let Some(pool) = next.upgrade() {
+                if let Some(pre) = self.snapshot_for(&pool) {
+                    pool.set_snapshot(pre);
+                }
+            }
+            if self.stop.load(std::sync::atomic::Ordering::Relaxed) {
+                return;
+            }
+        }
+    }
+
     /// The runtime linked with `pool`'s snapshot: from the cache, or built
     /// now (blocking: call it from a background thread). `None` for a tenant
     /// without a WSGI entry (nothing to import), with snapshots off, or when
