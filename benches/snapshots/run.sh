@@ -16,7 +16,7 @@ top="$(cd "$here/../.." && pwd)"
 REQUESTS="${REQUESTS:-30}"
 WASMPY="${WASMPY:-$top/target/debug/wasmpy}"
 root="$(mktemp -d "${TMPDIR:-/tmp}/wasmpy-snapshot-bench.XXXXXX")"
-trap 'kill "$(cat "$root"/run/httpd.pid 2>/dev/null)" 2>/dev/null || true; sleep 1; rm -rf "$root"' EXIT
+trap 'kill "$(cat "$root"/run/httpd.pid 2>/dev/null)" 2>/dev/null || true; sleep 1; [ "${KEEP:-0}" = 1 ] || rm -rf "$root"' EXIT
 mkdir -p "$root/tenants"
 for t in hello flask; do
   cp -R "$top/examples/tenants/$t" "$root/tenants/$t"
@@ -31,23 +31,30 @@ open(p, "w").write(s)
 PY
 done
 cp -R "$top/target/wasmpy-test-cache" "$root/cache"
+# As root, Apache's children run as www-data: let them in.
+chmod 755 "$root"
+chmod -R a+rX "$root"
 rm -f "$root"/cache/snapshots/hello-* "$root"/cache/snapshots/flask-*
-port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
-
 serve() {
+  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
   rm -rf "$root/run"
   WASMPY_SNAPSHOTS="$1" "$WASMPY" apache "$root/tenants" --port "$port" --run-dir "$root/run" \
     --cache-dir "$root/cache" --processes 1 >"$root/apache.out" 2>&1 &
   for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$port/hello/" && return; sleep 0.2; done
   echo "Apache did not start" >&2; cat "$root/apache.out" >&2; exit 1
 }
-stop() { kill "$(cat "$root/run/httpd.pid")"; sleep 1.5; }
+stop() {
+  local pid
+  pid="$(cat "$root/run/httpd.pid")"
+  kill "$pid"
+  while kill -0 "$pid" 2>/dev/null; do sleep 0.2; done
+}
 
 # times URL: REQUESTS sequential request times in ms, sorted.
 times() {
   for _ in $(seq "$REQUESTS"); do
-    curl -s -o /dev/null -w '%{time_total}\n' "$1"
-  done | awk '{ printf "%.1f\n", $1 * 1000 }' | sort -n
+    curl -s -o /dev/null -w '%{http_code} %{time_total}\n' "$1"
+  done | awk '$1 != 200 { print "request failed: " $0 > "/dev/stderr"; exit 1 } { print $2 }'  | awk '{ printf "%.1f\n", $1 * 1000 }' | sort -n
 }
 pct() { awk -v p="$1" '{ v[NR] = $1 } END { i = int(NR * p + 0.5); if (i < 1) i = 1; print v[i] }'; }
 
