@@ -64,6 +64,17 @@ fn tenants(label: &str) -> (Scratch, PathBuf, PathBuf) {
     (scratch, site, other)
 }
 
+/// `tenants(label)` served by mod_wasmpy (event MPM) with [`site_conf`].
+fn serve(label: &str) -> (Scratch, PathBuf, PathBuf, Apache) {
+    let (scratch, site, other) = tenants(label);
+    let apache = Apache::start_with_conf(
+        &scratch.0,
+        "event",
+        &site_conf(&site, &other, Flavour::WasmPy),
+    );
+    (scratch, site, other, apache)
+}
+
 /// The configuration under test, for `flavour` (mod_python gets no
 /// `WasmPyTenant` and host paths where the guest sees `/app`).
 fn site_conf(site: &Path, other: &Path, flavour: Flavour) -> String {
@@ -435,12 +446,7 @@ fn reference_mod_python_meets_the_expectations() {
 /// mod_wasmpy meets the expectations and answers every case as mod_python 3.5.
 #[test]
 fn the_library_answers_as_under_mod_python() {
-    let (scratch, site, other) = tenants("compare");
-    let apache = Apache::start_with_conf(
-        &scratch.0,
-        "event",
-        &site_conf(&site, &other, Flavour::WasmPy),
-    );
+    let (_scratch, _site, _other, apache) = serve("compare");
     let mut failures: Vec<String> = expectations(apache.port)
         .into_iter()
         .map(|(name, detail)| format!("{name}: {detail}"))
@@ -569,12 +575,7 @@ fn sessions_survive_across_apache_children_hold_their_lock_and_expire() {
 
 #[test]
 fn psp_pages_keep_a_session_and_are_cached_in_the_tenants_state() {
-    let (scratch, site, other) = tenants("psp");
-    let apache = Apache::start_with_conf(
-        &scratch.0,
-        "event",
-        &site_conf(&site, &other, Flavour::WasmPy),
-    );
+    let (_scratch, site, _other, apache) = serve("psp");
     let port = apache.port;
     let first = get(port, "/s/psp/page.psp?name=Ann");
     let body = first.text();
@@ -765,12 +766,7 @@ fn uploads_cookies_and_filters_work_on_real_data() {
 
 #[test]
 fn a_tenant_cannot_reach_another_tenants_sessions_psp_pages_or_uploads() {
-    let (scratch, site, other) = tenants("hostile");
-    let apache = Apache::start_with_conf(
-        &scratch.0,
-        "event",
-        &site_conf(&site, &other, Flavour::WasmPy),
-    );
+    let (_scratch, _site, _other, apache) = serve("hostile");
     let port = apache.port;
     // site makes sessions, a compiled PSP page and an upload.
     let first = get(port, "/s/psp/page.psp?name=Ann");
