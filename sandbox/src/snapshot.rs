@@ -39,6 +39,10 @@ use crate::host::HostState;
 /// Names under which the shared runtime imports the memory-owning modules.
 const MODULE_NAMES: [&str; 2] = ["wasmpy-module-0", "wasmpy-module-1"];
 
+/// Snapshot files no process has loaded for this long are removed (every
+/// load touches its files; servers sharing the cache keep theirs alive).
+pub const PRUNE_AFTER: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
 /// Why a snapshot could not be had.
 #[derive(Debug, thiserror::Error)]
 pub enum SnapshotError {
@@ -92,6 +96,8 @@ fn cached_module(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<Module, S
 
 /// A compiled module from `path` if its recorded digest matches.
 fn load_module(engine: &Engine, path: &Path) -> Option<Module> {
+    touch(path);
+    touch(&digest_path(path));
     let expected = std::fs::read_to_string(digest_path(path)).ok()?;
     let bytes = std::fs::read(path).ok()?;
     if hex(&Sha256::digest(&bytes)) != expected.trim() {
@@ -147,6 +153,10 @@ impl SplitRuntime {
             std::hash::Hasher::finish(&hasher)
         );
         let dir = cache_dir.join("snapshots");
+        let pruned = prune(&dir, PRUNE_AFTER);
+        if pruned > 0 {
+            tracing::info!(pruned, "unused snapshot files removed");
+        }
         let shared_path = dir.join(format!("shared-{key}.cwasm"));
         let shared = match load_component(engine, &shared_path) {
             Some(component) => component,
@@ -199,10 +209,16 @@ impl SplitRuntime {
         })
     }
 
-    /// The tenant's snapshot if it is on disk and intact.
+    /// The tenant's snapshot if it is on disk and intact (its files are
+    /// touched: in use, they are never pruned).
     pub fn cached(&self, engine: &Engine, tenant: &str, deployment: &str) -> Option<[Module; 2]> {
         let [p0, p1] = self.paths(tenant, deployment);
-        Some([load_module(engine, &p0)?, load_module(engine, &p1)?])
+        let modules = [load_module(engine, &p0)?, load_module(engine, &p1)?];
+        for path in [p0, p1] {
+            touch(&path);
+            touch(&digest_path(&path));
+        }
+        Some(modules)
     }
 
     /// Build the tenant's snapshot with `run` (which instantiates the
@@ -306,7 +322,37 @@ impl SplitRuntime {
     }
 }
 
+/// Mark `path` as in use now.
+fn touch(path: &Path) {
+    if let Ok(file) = File::options().append(true).open(path) {
+        let _ = file.set_modified(std::time::SystemTime::now());
+    }
+}
+
+/// Remove the files of `dir` last touched more than `older_than` ago
+/// (snapshots of gone tenants, of old deployments or of an old runtime, and
+/// their digests and locks); returns how many went.
+pub fn prune(dir: &Path, older_than: std::time::Duration) -> usize {
+    let now = std::time::SystemTime::now();
+    let mut removed = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let old = entry
+            .metadata()
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| m.modified().ok())
+            .and_then(|modified| now.duration_since(modified).ok())
+            .is_some_and(|age| age > older_than);
+        if old && std::fs::remove_file(entry.path()).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
 fn load_component(engine: &Engine, path: &Path) -> Option<Component> {
+    touch(path);
+    touch(&digest_path(path));
     let expected = std::fs::read_to_string(digest_path(path)).ok()?;
     let bytes = std::fs::read(path).ok()?;
     if hex(&Sha256::digest(&bytes)) != expected.trim() {
@@ -503,5 +549,41 @@ impl crate::Inner {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn files_not_touched_for_a_while_are_pruned_the_others_kept() {
+        let dir = std::env::temp_dir().join(format!("wasmpy-prune-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let old = dir.join("gone-tenant-m0.cwasm");
+        let fresh = dir.join("live-tenant-m0.cwasm");
+        for path in [&old, &fresh] {
+            std::fs::write(path, b"x").unwrap();
+        }
+        let long_ago = std::time::SystemTime::now() - 2 * PRUNE_AFTER;
+        File::options()
+            .append(true)
+            .open(&old)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        assert_eq!(prune(&dir, PRUNE_AFTER), 1);
+        assert!(!old.exists() && fresh.exists());
+        // Touching marks a file as in use.
+        File::options()
+            .append(true)
+            .open(&fresh)
+            .unwrap()
+            .set_modified(long_ago)
+            .unwrap();
+        touch(&fresh);
+        assert_eq!(prune(&dir, PRUNE_AFTER), 0);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
