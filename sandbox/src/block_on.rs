@@ -66,6 +66,20 @@ where
     }
 }
 
+/// Run `future` wholly on a `SCHED_IDLE` thread of its own (background
+/// work that must never take CPU from requests); `None` if no thread could
+/// be started.
+pub(crate) fn block_on_low_priority<F>(
+    future: F,
+    tokio: &tokio::runtime::Handle,
+) -> Option<F::Output>
+where
+    F: Future + Send,
+    F::Output: Send,
+{
+    finish_at_low_priority(pin!(future), tokio)
+}
+
 /// Poll `future` on this thread until it completes (already at low
 /// priority: further requests for it are ignored).
 fn poll_to_end<F: Future>(mut future: Pin<&mut F>) -> F::Output {

@@ -12,6 +12,7 @@
 mod api;
 mod bindings;
 mod block_on;
+mod cache;
 mod clock;
 mod dispatch;
 mod host;

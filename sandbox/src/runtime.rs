@@ -11,6 +11,7 @@ use wasmtime::component::{Component, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
 use crate::bindings::GatewayPre;
+use crate::cache::{check, hex, write_checked, Checked};
 use crate::host::HostState;
 use crate::SandboxError;
 
@@ -102,10 +103,6 @@ fn engine_config(settings: &EngineSettings) -> Config {
     config
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn sha256_file(path: &Path) -> std::io::Result<String> {
     Ok(hex(&Sha256::digest(std::fs::read(path)?)))
 }
@@ -178,10 +175,8 @@ fn load_component(
     let wasm_sha =
         sha256_file(wasm).map_err(|e| SandboxError::Runtime(wasm.to_path_buf(), e.to_string()))?;
     let cwasm = cache_dir.join(cache_name(engine, &wasm_sha));
-    let digest_file = cwasm.with_extension("cwasm.sha256");
-    if let (Ok(expected), Ok(actual)) = (std::fs::read_to_string(&digest_file), sha256_file(&cwasm))
-    {
-        if expected.trim() == actual {
+    match check(&cwasm) {
+        Checked::Intact => {
             let started = Instant::now();
             // SAFETY: the file was produced by `Engine::precompile_component` of an
             // engine with the same compatibility hash (it is in the file name) and
@@ -195,9 +190,11 @@ fn load_component(
                     tracing::warn!(path = %cwasm.display(), "cached runtime rejected, recompiling: {e:#}")
                 }
             }
-        } else {
-            tracing::warn!(path = %cwasm.display(), "cached runtime has a wrong digest, recompiling");
         }
+        Checked::Mismatch => {
+            tracing::warn!(path = %cwasm.display(), "cached runtime has a wrong digest, recompiling")
+        }
+        Checked::Missing => {}
     }
     let started = Instant::now();
     let bytes = std::fs::read(wasm)
@@ -206,7 +203,7 @@ fn load_component(
         .precompile_component(&bytes)
         .map_err(|e| SandboxError::Runtime(wasm.to_path_buf(), format!("{e:#}")))?;
     tracing::info!(path = %wasm.display(), elapsed = ?started.elapsed(), "compiled runtime");
-    if let Err(e) = write_cache(cache_dir, &cwasm, &digest_file, &compiled) {
+    if let Err(e) = write_cache(cache_dir, &cwasm, &compiled) {
         tracing::warn!(path = %cwasm.display(), "cannot cache compiled runtime: {e}");
     }
     // SAFETY: the bytes were just produced by this engine.
@@ -214,21 +211,9 @@ fn load_component(
         .map_err(|e| SandboxError::Runtime(wasm.to_path_buf(), format!("{e:#}")))
 }
 
-/// Write the compiled runtime and its digest atomically (temp file + rename).
-fn write_cache(
-    dir: &Path,
-    cwasm: &Path,
-    digest_file: &Path,
-    compiled: &[u8],
-) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
-    let pid = std::process::id();
-    let tmp = cwasm.with_extension(format!("tmp{pid}"));
-    std::fs::write(&tmp, compiled)?;
-    std::fs::rename(&tmp, cwasm)?;
-    let tmp = digest_file.with_extension(format!("tmp{pid}"));
-    std::fs::write(&tmp, hex(&Sha256::digest(compiled)))?;
-    std::fs::rename(&tmp, digest_file)?;
+/// Write the compiled runtime and its digest, then remove older runtimes'.
+fn write_cache(dir: &Path, cwasm: &Path, compiled: &[u8]) -> std::io::Result<()> {
+    write_checked(cwasm, compiled)?;
     // Older runtimes' compiled code is of no further use (processes that
     // still map it keep their mapping).
     let keep = cwasm.file_name();

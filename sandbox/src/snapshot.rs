@@ -28,6 +28,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use sha2::{Digest, Sha256};
+
+use crate::cache::{check, digest_path, hex, write_checked, Checked};
 use wasmtime::component::{Component, Linker};
 use wasmtime::component::{Instance as ComponentInstance, Lift, WasmList};
 use wasmtime::{Engine, Module};
@@ -78,58 +80,64 @@ pub(crate) struct SplitRuntime {
     key: String,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+/// A compiled artifact of the snapshot cache: a core module or a component.
+trait Artifact: Sized {
+    fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Vec<u8>>;
+    /// # Safety
+    /// `path` must hold what `compile` produced with an engine of the same
+    /// compatibility hash.
+    unsafe fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Self>;
 }
 
-/// Compile `bytes` as a core module, through a digest-checked cache file.
-fn cached_module(engine: &Engine, path: &Path, bytes: &[u8]) -> Result<Module, SnapshotError> {
-    if let Some(module) = load_module(engine, path) {
-        return Ok(module);
+impl Artifact for Module {
+    fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
+        engine.precompile_module(wasm)
     }
-    let compiled = engine.precompile_module(bytes).map_err(wasmtime_err)?;
-    write_checked(path, &compiled)?;
-    load_module(engine, path).ok_or_else(|| {
-        SnapshotError::Wasmtime(format!("{}: unusable after writing", path.display()))
-    })
+    unsafe fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Self> {
+        Module::deserialize_file(engine, path)
+    }
 }
 
-/// A compiled module from `path` if its recorded digest matches.
-fn load_module(engine: &Engine, path: &Path) -> Option<Module> {
+impl Artifact for Component {
+    fn compile(engine: &Engine, wasm: &[u8]) -> wasmtime::Result<Vec<u8>> {
+        engine.precompile_component(wasm)
+    }
+    unsafe fn deserialize(engine: &Engine, path: &Path) -> wasmtime::Result<Self> {
+        Component::deserialize_file(engine, path)
+    }
+}
+
+/// The artifact in `path` if its recorded digest matches (its files are
+/// touched: in use, they are never pruned).
+fn load_checked<T: Artifact>(engine: &Engine, path: &Path) -> Option<T> {
     touch(path);
     touch(&digest_path(path));
-    let expected = std::fs::read_to_string(digest_path(path)).ok()?;
-    let bytes = std::fs::read(path).ok()?;
-    if hex(&Sha256::digest(&bytes)) != expected.trim() {
-        tracing::warn!(path = %path.display(), "snapshot file has a wrong digest: rebuilt");
-        return None;
+    match check(path) {
+        Checked::Intact => {}
+        Checked::Mismatch => {
+            tracing::warn!(path = %path.display(), "snapshot file has a wrong digest: rebuilt");
+            return None;
+        }
+        Checked::Missing => return None,
     }
-    drop(bytes);
-    // SAFETY: written by `Engine::precompile_module` of an engine with the
-    // same compatibility hash (in the file name); the digest matches.
-    unsafe { Module::deserialize_file(engine, path) }
+    // SAFETY: written by `cached` (`Artifact::compile`) with an engine of the
+    // same compatibility hash (in every file name); the digest matches.
+    unsafe { T::deserialize(engine, path) }
         .inspect_err(|e| tracing::warn!(path = %path.display(), "snapshot file rejected: {e:#}"))
         .ok()
 }
 
-fn digest_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".sha256");
-    PathBuf::from(name)
-}
-
-/// Write `bytes` and their digest atomically (temp file + rename).
-fn write_checked(path: &Path, bytes: &[u8]) -> Result<(), SnapshotError> {
-    let io = |e| SnapshotError::Io(path.to_path_buf(), e);
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io)?;
-    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(io)?;
-    let digest = digest_path(path);
-    let tmp = digest.with_extension(format!("tmp{}", std::process::id()));
-    std::fs::write(&tmp, hex(&Sha256::digest(bytes))).map_err(io)?;
-    std::fs::rename(&tmp, &digest).map_err(io)
+/// `wasm` compiled, through the digest-checked cache file `path`; loaded
+/// from the file, so that its memory image is mapped copy-on-write.
+fn cached<T: Artifact>(engine: &Engine, path: &Path, wasm: &[u8]) -> Result<T, SnapshotError> {
+    if let Some(artifact) = load_checked(engine, path) {
+        return Ok(artifact);
+    }
+    let compiled = T::compile(engine, wasm).map_err(wasmtime_err)?;
+    write_checked(path, &compiled).map_err(|e| SnapshotError::Io(path.to_path_buf(), e))?;
+    load_checked(engine, path).ok_or_else(|| {
+        SnapshotError::Wasmtime(format!("{}: unusable after writing", path.display()))
+    })
 }
 
 impl SplitRuntime {
@@ -158,20 +166,9 @@ impl SplitRuntime {
             tracing::info!(pruned, "unused snapshot files removed");
         }
         let shared_path = dir.join(format!("shared-{key}.cwasm"));
-        let shared = match load_component(engine, &shared_path) {
-            Some(component) => component,
-            None => {
-                let compiled = engine
-                    .precompile_component(&split.shared)
-                    .map_err(wasmtime_err)?;
-                write_checked(&shared_path, &compiled)?;
-                load_component(engine, &shared_path).ok_or_else(|| {
-                    SnapshotError::Wasmtime("the shared runtime is unusable after writing".into())
-                })?
-            }
-        };
+        let shared = cached::<Component>(engine, &shared_path, &split.shared)?;
         let base = [0, 1].map(|i| {
-            cached_module(
+            cached::<Module>(
                 engine,
                 &dir.join(format!("base{i}-{key}.cwasm")),
                 &split.modules[i].1,
@@ -209,16 +206,10 @@ impl SplitRuntime {
         })
     }
 
-    /// The tenant's snapshot if it is on disk and intact (its files are
-    /// touched: in use, they are never pruned).
+    /// The tenant's snapshot if it is on disk and intact.
     pub fn cached(&self, engine: &Engine, tenant: &str, deployment: &str) -> Option<[Module; 2]> {
         let [p0, p1] = self.paths(tenant, deployment);
-        let modules = [load_module(engine, &p0)?, load_module(engine, &p1)?];
-        for path in [p0, p1] {
-            touch(&path);
-            touch(&digest_path(&path));
-        }
-        Some(modules)
+        Some([load_checked(engine, &p0)?, load_checked(engine, &p1)?])
     }
 
     /// Build the tenant's snapshot with `run` (which instantiates the
@@ -260,23 +251,12 @@ impl SplitRuntime {
             &hex(&Sha256::digest(&instrumented))[..16],
             self.key
         ));
-        let component = match load_component(engine, &instrumented_path) {
-            Some(component) => component,
-            None => {
-                let compiled = engine
-                    .precompile_component(&instrumented)
-                    .map_err(wasmtime_err)?;
-                write_checked(&instrumented_path, &compiled)?;
-                load_component(engine, &instrumented_path).ok_or_else(|| {
-                    SnapshotError::Wasmtime("the instrumented runtime is unusable".into())
-                })?
-            }
-        };
+        let component = cached::<Component>(engine, &instrumented_path, &instrumented)?;
         let snapshot = run(&component, &cx, &wizer).await?;
         let split = wasmpy_snapshot::split_memory_modules(&snapshot)
             .map_err(|e| SnapshotError::Runtime(e.to_string()))?;
-        let m0 = cached_module(engine, &p0, &split.modules[0].1)?;
-        let m1 = cached_module(engine, &p1, &split.modules[1].1)?;
+        let m0 = cached::<Module>(engine, &p0, &split.modules[0].1)?;
+        let m1 = cached::<Module>(engine, &p1, &split.modules[1].1)?;
         tracing::info!(tenant, elapsed = ?started.elapsed(), "tenant snapshot built");
         Ok([m0, m1])
     }
@@ -348,20 +328,6 @@ pub fn prune(dir: &Path, older_than: std::time::Duration) -> usize {
         }
     }
     removed
-}
-
-fn load_component(engine: &Engine, path: &Path) -> Option<Component> {
-    touch(path);
-    touch(&digest_path(path));
-    let expected = std::fs::read_to_string(digest_path(path)).ok()?;
-    let bytes = std::fs::read(path).ok()?;
-    if hex(&Sha256::digest(&bytes)) != expected.trim() {
-        return None;
-    }
-    drop(bytes);
-    // SAFETY: written by `Engine::precompile_component` of an engine with the
-    // same compatibility hash (in the file name); the digest matches.
-    unsafe { Component::deserialize_file(engine, path) }.ok()
 }
 
 /// What wizer reads the instrumented instance through (its own
@@ -518,24 +484,13 @@ impl crate::Inner {
                 // Background work: on a SCHED_IDLE thread of its own, so that
                 // it never takes CPU from requests (a penalized tenant's own
                 // imports run at that priority too).
-                let handle = self.tokio.handle();
-                std::thread::scope(|scope| {
-                    let builder = std::thread::Builder::new()
-                        .name("wasmpy-snapshot-build".into())
-                        .spawn_scoped(scope, || {
-                            let param = libc::sched_param { sched_priority: 0 };
-                            // SAFETY: sets the policy of this (our own) thread.
-                            unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
-                            let _tokio = handle.enter();
-                            crate::block_on::block_on(build, handle)
-                        });
-                    match builder {
-                        Ok(thread) => thread.join().unwrap_or_else(|_| {
-                            Err(SnapshotError::Runtime("the builder panicked".into()))
-                        }),
-                        Err(e) => Err(SnapshotError::Runtime(format!("no builder thread: {e}"))),
-                    }
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    crate::block_on::block_on_low_priority(build, self.tokio.handle())
+                }))
+                .unwrap_or_else(|_| {
+                    Some(Err(SnapshotError::Runtime("the builder panicked".into())))
                 })
+                .unwrap_or_else(|| Err(SnapshotError::Runtime("no builder thread".into())))
             }
         };
         let pre = modules.and_then(|modules| split.pre(&modules));
