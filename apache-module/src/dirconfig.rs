@@ -213,31 +213,13 @@ impl DirConfig {
     }
 }
 
-/// Box `config` into memory that `pool`'s cleanup frees.
-unsafe fn into_pool(pool: *mut apr_pool_t, config: DirConfig) -> *mut c_void {
-    let ptr = Box::into_raw(Box::new(config)).cast::<c_void>();
-    ffi::apr_pool_cleanup_register(
-        pool,
-        ptr,
-        Some(drop_config),
-        Some(ffi::apr_pool_cleanup_null),
-    );
-    ptr
-}
-
-unsafe extern "C" fn drop_config(ptr: *mut c_void) -> ffi::apr_status_t {
-    // SAFETY: registered by into_pool with a pointer from Box::into_raw, run once.
-    guard((), || drop(Box::from_raw(ptr.cast::<DirConfig>())));
-    0
-}
-
 /// `create_dir_config` of the module record.
 pub unsafe extern "C" fn create_dir_config(pool: *mut apr_pool_t, dir: *mut c_char) -> *mut c_void {
     let config = DirConfig {
         path: (!dir.is_null()).then(|| text(dir).to_string()),
         ..DirConfig::default()
     };
-    into_pool(pool, config)
+    crate::pool_box(pool, config).cast()
 }
 
 /// `merge_dir_config` of the module record.
@@ -249,7 +231,7 @@ pub unsafe extern "C" fn merge_dir_config(
     let merged = guard(DirConfig::default(), || {
         DirConfig::merge(&*base.cast::<DirConfig>(), &*add.cast::<DirConfig>())
     });
-    into_pool(pool, merged)
+    crate::pool_box(pool, merged).cast()
 }
 
 /// The configuration of `vector` (a request's or a server's), if any.

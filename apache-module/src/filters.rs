@@ -101,21 +101,8 @@ impl FilterCtx {
 }
 
 /// A context in `r`'s pool (freed, with its instance, by the pool's cleanup).
-pub unsafe fn new_ctx(r: *mut request_rec, dynamic: Option<FilterDecl>) -> *mut FilterCtx {
-    let ctx = Box::into_raw(Box::new(FilterCtx::new(dynamic)));
-    ffi::apr_pool_cleanup_register(
-        (*r).pool,
-        ctx.cast(),
-        Some(drop_ctx),
-        Some(ffi::apr_pool_cleanup_null),
-    );
-    ctx
-}
-
-unsafe extern "C" fn drop_ctx(ptr: *mut c_void) -> ffi::apr_status_t {
-    // SAFETY: registered by new_ctx with a pointer from Box::into_raw, run once.
-    guard((), || drop(Box::from_raw(ptr.cast::<FilterCtx>())));
-    0
+unsafe fn new_ctx(r: *mut request_rec, dynamic: Option<FilterDecl>) -> *mut FilterCtx {
+    crate::pool_box((*r).pool, FilterCtx::new(dynamic))
 }
 
 /// Pool user data key of the filters handlers registered for a request.
@@ -125,26 +112,9 @@ const REGISTERED: &CStr = c"wasmpy-registered-filters";
 /// the request's other state (a handler registers while its phase holds
 /// that state), created on first use.
 unsafe fn registered_list<'a>(r: *mut request_rec) -> &'a mut Vec<FilterDecl> {
-    let pool = (*r).pool;
-    let mut data: *mut c_void = std::ptr::null_mut();
-    ffi::apr_pool_userdata_get(&mut data, REGISTERED.as_ptr(), pool);
-    if let Some(list) = data.cast::<Vec<FilterDecl>>().as_mut() {
-        return list;
-    }
-    let list = Box::into_raw(Box::new(Vec::<FilterDecl>::new()));
-    ffi::apr_pool_userdata_set(
-        list.cast(),
-        REGISTERED.as_ptr(),
-        Some(drop_registered),
-        pool,
-    );
-    &mut *list
-}
-
-unsafe extern "C" fn drop_registered(ptr: *mut c_void) -> ffi::apr_status_t {
-    // SAFETY: set by registered_list with a pointer from Box::into_raw; run once.
-    guard((), || drop(Box::from_raw(ptr.cast::<Vec<FilterDecl>>())));
-    0
+    let Ok(list) =
+        crate::pool_data::<_, std::convert::Infallible>((*r).pool, REGISTERED, || Ok(Vec::new()));
+    list
 }
 
 /// Register `filter` for the rest of `r` (`req.register_*_filter`).
@@ -374,7 +344,8 @@ unsafe fn take_data(bb: *mut apr_bucket_brigade, piece: &mut Vec<u8>) -> c_int {
     }
 }
 
-fn append(bb: *mut apr_bucket_brigade, data: &[u8], flush: bool, eos: bool) {
+/// Append a copy of `data` to `bb`, then a flush and/or an end of stream.
+pub(crate) fn append(bb: *mut apr_bucket_brigade, data: &[u8], flush: bool, eos: bool) {
     // SAFETY: bb is a live brigade; the data is copied into a heap bucket.
     unsafe {
         ffi::wasmpy_shim_brigade_append(

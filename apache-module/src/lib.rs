@@ -122,6 +122,42 @@ pub(crate) unsafe fn pool_str(pool: *mut apr_pool_t, s: &[u8]) -> *mut c_char {
     ffi::apr_pstrndup(pool, s.as_ptr().cast(), s.len())
 }
 
+/// Box `value` into memory that `pool`'s cleanup frees (with `value`).
+pub(crate) unsafe fn pool_box<T>(pool: *mut apr_pool_t, value: T) -> *mut T {
+    let ptr = Box::into_raw(Box::new(value));
+    ffi::apr_pool_cleanup_register(
+        pool,
+        ptr.cast(),
+        Some(drop_box::<T>),
+        Some(ffi::apr_pool_cleanup_null),
+    );
+    ptr
+}
+
+/// The value boxed under `key` in `pool`'s user data, created with `make`
+/// on first use (`None` when `make` fails); freed with the pool.
+pub(crate) unsafe fn pool_data<'a, T, E>(
+    pool: *mut apr_pool_t,
+    key: &'static CStr,
+    make: impl FnOnce() -> Result<T, E>,
+) -> Result<&'a mut T, E> {
+    let mut data: *mut c_void = std::ptr::null_mut();
+    ffi::apr_pool_userdata_get(&mut data, key.as_ptr(), pool);
+    if let Some(value) = data.cast::<T>().as_mut() {
+        return Ok(value);
+    }
+    let ptr = Box::into_raw(Box::new(make()?));
+    ffi::apr_pool_userdata_set(ptr.cast(), key.as_ptr(), Some(drop_box::<T>), pool);
+    Ok(&mut *ptr)
+}
+
+/// The cleanup of [`pool_box`] and [`pool_data`].
+unsafe extern "C" fn drop_box<T>(ptr: *mut c_void) -> ffi::apr_status_t {
+    // SAFETY: registered with a pointer from Box::into_raw of a T; run once.
+    guard((), || drop(Box::from_raw(ptr.cast::<T>())));
+    0
+}
+
 /// Run `f`, turning a panic into `fallback` so that no unwind crosses into C.
 fn guard<T>(fallback: T, f: impl FnOnce() -> T) -> T {
     catch_unwind(AssertUnwindSafe(f)).unwrap_or(fallback)

@@ -9,12 +9,12 @@
 //! the INCLUDES filter's pool (the page's content may be produced by a
 //! handler of the same tenant that is inside a call of its own instance).
 
-use std::ffi::{c_char, c_int, c_void, CStr};
+use std::ffi::{c_char, c_int, CStr};
 
 use wasmpy_sandbox::{FilterCall, FilterOutcome, Handler, Outcome, Session};
 
 use crate::dirconfig::{self, DirConfig, CONTENT};
-use crate::ffi::{self, ap_filter_t, apr_bucket_brigade, request_rec};
+use crate::ffi::{ap_filter_t, apr_bucket_brigade, request_rec};
 use crate::phases;
 use crate::req::{ApacheRequest, Body};
 use crate::{guard, sandbox};
@@ -91,7 +91,7 @@ unsafe fn run(
     } = result;
     // What the code wrote, and with PythonDebug the traceback of a failure
     // (then in place of mod_include's error text).
-    ffi::wasmpy_shim_brigade_append(bb, output.as_ptr().cast(), output.len(), 0, 0);
+    crate::filters::append(bb, &output, false, false);
     let debug = cfg
         .config_table()
         .iter()
@@ -108,23 +108,10 @@ unsafe fn run(
 
 /// The instance kept for this page's directives (created at the first).
 unsafe fn page_session<'a>(r: *mut request_rec, tenant: &str) -> Result<&'a mut Session, String> {
-    let pool = (*r).pool;
-    let mut data: *mut c_void = std::ptr::null_mut();
-    ffi::apr_pool_userdata_get(&mut data, KEY.as_ptr(), pool);
-    if let Some(session) = data.cast::<Session>().as_mut() {
-        return Ok(session);
-    }
-    let sandbox = sandbox().ok_or("no sandbox in this child")?;
-    let session = sandbox
-        .session(tenant)
-        .map_err(|outcome| format!("[tenant {tenant}] #python: no instance: {outcome:?}"))?;
-    let ptr = Box::into_raw(Box::new(session));
-    ffi::apr_pool_userdata_set(ptr.cast(), KEY.as_ptr(), Some(drop_session), pool);
-    Ok(&mut *ptr)
-}
-
-unsafe extern "C" fn drop_session(ptr: *mut c_void) -> ffi::apr_status_t {
-    // SAFETY: set by page_session with a pointer from Box::into_raw; run once.
-    guard((), || drop(Box::from_raw(ptr.cast::<Session>())));
-    0
+    crate::pool_data((*r).pool, KEY, || {
+        let sandbox = sandbox().ok_or("no sandbox in this child")?;
+        sandbox
+            .session(tenant)
+            .map_err(|outcome| format!("[tenant {tenant}] #python: no instance: {outcome:?}"))
+    })
 }
