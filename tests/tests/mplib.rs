@@ -108,6 +108,11 @@ Alias /o "{other_app}"
     PythonOutputFilter filters::sneaky SNEAKY
     PythonInputFilter filters::double DOUBLE
 </Directory>
+<Directory "{app}/dyn">
+    {bind}
+    SetHandler mod_python
+    PythonHandler dynfilter
+</Directory>
 <Directory "{app}/sneaky">
     SetOutputFilter SNEAKY
 </Directory>
@@ -737,6 +742,15 @@ fn uploads_cookies_and_filters_work_on_real_data() {
     assert_eq!(
         echoed.text(),
         format!("{} {}", doubled.len(), hex(&Sha256::digest(&doubled))),
+        "{}",
+        apache.error_log()
+    );
+
+    // A filter a handler registers for its own request.
+    let registered = get(port, "/s/dyn/");
+    assert_eq!(
+        (registered.status, registered.text().as_str()),
+        (200, "QUIET WORDS"),
         "{}",
         apache.error_log()
     );
